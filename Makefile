@@ -1,0 +1,40 @@
+# Two commands for a fresh clone: `make train` and `make test`. Both create the
+# virtual environment in .venv (or refresh it when pyproject.toml changed).
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+ARGS ?=
+
+# The offline MNIST beside the checkout, unless TFDS_DATA_DIR says otherwise.
+SHARED_TFDS := $(abspath ../shared/tensorflow_datasets)
+ifeq ($(origin TFDS_DATA_DIR),undefined)
+ifneq ($(wildcard $(SHARED_TFDS)),)
+export TFDS_DATA_DIR := $(SHARED_TFDS)
+endif
+endif
+
+.PHONY: venv train test test-slow bench clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) && $(PY) -c "import sys" 2>/dev/null || $(PYTHON) -m venv --clear $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+train: $(STAMP)
+	$(PY) -m logreg_tf.train --model_dir=runs/train $(ARGS)
+
+test: $(STAMP)
+	$(PY) -m pytest -m "not slow" $(ARGS)
+
+test-slow: $(STAMP)
+	$(PY) -m pytest -m slow $(ARGS)
+
+bench: $(STAMP)
+	$(PY) scripts/benchmark.py $(ARGS)
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

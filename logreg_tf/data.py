@@ -1,0 +1,127 @@
+"""MNIST in, tensors out: TFDS or IDX files, decoded once, kept in memory."""
+
+import dataclasses
+import hashlib
+import os
+from typing import Optional, Sequence
+
+import numpy as np
+import tensorflow as tf
+
+from logreg_tf import idx
+from logreg_tf.errors import DataError
+
+NUM_FEATURES = 28 * 28
+DATASET = "mnist"
+
+
+@dataclasses.dataclass(frozen=True)
+class Mnist:
+  """Both splits as flat uint8 pixels [N, 784] and int64 labels [N]."""
+
+  train_images: np.ndarray
+  train_labels: np.ndarray
+  test_images: np.ndarray
+  test_labels: np.ndarray
+  source: str  # where it came from, for logs and run.json
+  version: str = ""
+
+  def fingerprint(self) -> str:
+    """sha256 over the examples in order; equal data gives equal prints."""
+    h = hashlib.sha256()
+    for a in (self.train_images, self.train_labels, self.test_images,
+              self.test_labels):
+      h.update(str(a.shape).encode())
+      h.update(np.ascontiguousarray(a).tobytes())
+    return h.hexdigest()
+
+
+def _flat(images: np.ndarray, labels: np.ndarray):
+  return (images.reshape(len(images), NUM_FEATURES).astype(np.uint8),
+          labels.reshape(-1).astype(np.int64))
+
+
+def load_idx(idx_dir: str) -> Mnist:
+  if not os.path.isdir(idx_dir):
+    raise DataError(f"--idx_dir={idx_dir!r} is not a directory")
+  train = _flat(*idx.load_split(idx_dir, "train"))
+  test = _flat(*idx.load_split(idx_dir, "test"))
+  return Mnist(*train, *test, source=f"idx:{os.path.abspath(idx_dir)}")
+
+
+def _missing_message(where: str) -> str:
+  return (
+      f"MNIST not found: no prepared TFDS '{DATASET}' in {where}, and this "
+      "command never downloads. Provide it with --data_dir=DIR or "
+      "TFDS_DATA_DIR=DIR (a directory holding mnist/<version>/ as prepared by "
+      "tensorflow-datasets), or --idx_dir=DIR (the four MNIST IDX files, plain "
+      "or .gz)")
+
+
+def _to_arrays(ds: tf.data.Dataset):
+  """Decodes a whole split into flat uint8 images and int64 labels."""
+  images, labels = [], []
+  for batch in ds.batch(10_000).prefetch(1):
+    images.append(batch["image"].numpy())
+    labels.append(batch["label"].numpy())
+  return _flat(np.concatenate(images), np.concatenate(labels))
+
+
+def load_tfds(data_dir: Optional[str]) -> Mnist:
+  """Reads a prepared TFDS 'mnist'; fails at once when it is not on disk.
+
+  tfds.load would try to download and, offline, retry for minutes; we only
+  read what is on disk and never ask the network.
+  """
+  # Imported here: TFDS costs start-up time that the IDX route never needs.
+  import tensorflow_datasets as tfds
+
+  builder = tfds.builder(DATASET, data_dir=data_dir)
+  splits = {}
+  try:
+    for split in ("train", "test"):
+      splits[split] = _to_arrays(builder.as_dataset(split=split))
+  except AssertionError as e:
+    # TFDS's way of saying "not prepared": it asserts the data is on disk.
+    raise DataError(_missing_message(builder.data_dir)) from e
+  except (tf.errors.OpError, OSError) as e:
+    first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+    raise DataError(
+        f"TFDS '{DATASET}' in {builder.data_dir} cannot be read: {first}"
+    ) from e
+  return Mnist(*splits["train"], *splits["test"],
+               source=f"tfds:{builder.data_dir}", version=str(builder.version))
+
+
+def load(data_dir: Optional[str] = None, idx_dir: Optional[str] = None) -> Mnist:
+  """IDX files when idx_dir is given, else the TFDS data directory."""
+  if idx_dir:
+    return load_idx(idx_dir)
+  return load_tfds(data_dir)
+
+
+def select_classes(mnist: Mnist, classes: Optional[Sequence[int]]) -> Mnist:
+  """Keeps the examples of `classes`, relabelled 0..len-1 in the given order.
+
+  For two classes the second is the positive class (label 1).
+  """
+  if classes is None:
+    return mnist
+  lookup = np.full(10, -1, np.int64)
+  lookup[list(classes)] = np.arange(len(classes))
+
+  def pick(images, labels):
+    keep = lookup[labels] >= 0
+    return images[keep], lookup[labels[keep]]
+
+  return dataclasses.replace(
+      mnist,
+      **dict(zip(("train_images", "train_labels"),
+                 pick(mnist.train_images, mnist.train_labels))),
+      **dict(zip(("test_images", "test_labels"),
+                 pick(mnist.test_images, mnist.test_labels))))
+
+
+def to_features(images) -> tf.Tensor:
+  """uint8 pixels -> float32 in [0, 1], on the default device."""
+  return tf.cast(tf.convert_to_tensor(images), tf.float32) / 255.0

@@ -1,0 +1,87 @@
+"""Reads the four MNIST IDX files, plain or gzip-compressed, checking content.
+
+A recompressed copy has another gzip checksum than the one TFDS registers, so
+instead of checksums we check what matters: magic numbers, dimensions, that the
+payload has exactly the announced size, and that images and labels agree.
+"""
+
+import gzip
+import os
+import zlib
+
+import numpy as np
+
+from logreg_tf.errors import DataError
+
+FILES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+_UBYTE = 0x08
+IMAGE_SHAPE = (28, 28)
+
+
+def find_file(idx_dir: str, name: str) -> str:
+  """Returns the path of `name` or `name.gz` in idx_dir."""
+  for candidate in (name, name + ".gz"):
+    path = os.path.join(idx_dir, candidate)
+    if os.path.isfile(path):
+      return path
+  raise DataError(
+      f"IDX file {name}[.gz] not found in --idx_dir={idx_dir!r}; it needs "
+      f"{', '.join(n for pair in FILES.values() for n in pair)} (plain or .gz)")
+
+
+def _read_bytes(path: str) -> bytes:
+  try:
+    if path.endswith(".gz"):
+      with gzip.open(path, "rb") as f:
+        return f.read()
+    with open(path, "rb") as f:
+      return f.read()
+  except (OSError, EOFError, zlib.error) as e:
+    raise DataError(f"IDX file {path}: cannot be read ({e})") from e
+
+
+def read_idx(path: str, ndim: int) -> np.ndarray:
+  """Parses one IDX file of unsigned bytes with `ndim` dimensions."""
+  raw = _read_bytes(path)
+  header = 4 + 4 * ndim
+  if len(raw) < header:
+    raise DataError(
+        f"IDX file {path}: {len(raw)} bytes is shorter than its "
+        f"{header}-byte header")
+  if raw[0] != 0 or raw[1] != 0 or raw[2] != _UBYTE or raw[3] != ndim:
+    raise DataError(
+        f"IDX file {path}: magic number {raw[:4].hex()} is not "
+        f"0000{_UBYTE:02x}{ndim:02x} (unsigned bytes, {ndim} dimensions)")
+  dims = tuple(int(d) for d in np.frombuffer(raw, ">u4", ndim, offset=4))
+  expected = int(np.prod(dims, dtype=np.int64))
+  actual = len(raw) - header
+  if actual != expected:
+    kind = "truncated" if actual < expected else "has trailing bytes"
+    raise DataError(
+        f"IDX file {path}: {kind}: header dims {dims} need {expected} bytes "
+        f"of data, found {actual}")
+  return np.frombuffer(raw, np.uint8, offset=header).reshape(dims)
+
+
+def load_split(idx_dir: str, split: str):
+  """Returns (images uint8 [N, 28, 28], labels uint8 [N]) for one split."""
+  images_name, labels_name = FILES[split]
+  images_path = find_file(idx_dir, images_name)
+  labels_path = find_file(idx_dir, labels_name)
+  images = read_idx(images_path, 3)
+  labels = read_idx(labels_path, 1)
+  if images.shape[1:] != IMAGE_SHAPE:
+    raise DataError(
+        f"IDX file {images_path}: images are {images.shape[1]}x"
+        f"{images.shape[2]}, expected 28x28")
+  if len(images) != len(labels):
+    raise DataError(
+        f"IDX files disagree: {images_path} holds {len(images)} images but "
+        f"{labels_path} holds {len(labels)} labels")
+  if len(labels) and labels.max() > 9:
+    raise DataError(
+        f"IDX file {labels_path}: label {int(labels.max())} is not a digit 0-9")
+  return images, labels

@@ -1,0 +1,68 @@
+"""The model: one dense layer that returns logits, and the two heads.
+
+The softmax head (multinomial) scores C classes with C logits; the sigmoid head
+(binomial) scores the positive class with one logit. Losses are always computed
+from logits by TensorFlow's fused, numerically stable ops.
+"""
+
+import tensorflow as tf
+
+
+class LinearModel(tf.Module):
+  """logits = x @ kernel + bias, kernel [D, K]."""
+
+  def __init__(self, num_features: int, num_outputs: int, *, use_bias: bool,
+               init: str, seed: int, name: str = "linear"):
+    super().__init__(name=name)
+    shape = (num_features, num_outputs)
+    if init == "zeros":
+      kernel = tf.zeros(shape)
+    elif init == "normal":  # the tutorial's standard normal, from our seed
+      kernel = tf.random.stateless_normal(shape, seed=[seed, 0])
+    else:
+      raise ValueError(f"init={init!r}: expected 'zeros' or 'normal'")
+    self.kernel = tf.Variable(kernel, name="kernel")
+    self.bias = (tf.Variable(tf.zeros([num_outputs]), name="bias")
+                 if use_bias else None)
+
+  def __call__(self, x: tf.Tensor) -> tf.Tensor:
+    logits = tf.matmul(x, self.kernel)
+    if self.bias is not None:
+      logits += self.bias
+    return logits
+
+  @property
+  def weights(self):
+    """The variables SGD updates, kernel first."""
+    return [self.kernel] if self.bias is None else [self.kernel, self.bias]
+
+  def l2_penalty(self, l2: float) -> tf.Tensor:
+    """0.5 * l2 * ||kernel||^2: the bias is not penalised."""
+    return 0.5 * l2 * tf.reduce_sum(tf.square(self.kernel))
+
+
+class SoftmaxHead:
+  """Multinomial: integer labels 0..C-1 against C logits."""
+
+  def loss(self, logits, labels):
+    """Per-example cross-entropy [N]."""
+    return tf.nn.sparse_softmax_cross_entropy_with_logits(
+        labels=labels, logits=logits)
+
+  def predict(self, logits):
+    return tf.argmax(logits, axis=-1, output_type=tf.int64)
+
+
+class SigmoidHead:
+  """Binomial: labels in {0, 1} against one logit for class 1."""
+
+  def loss(self, logits, labels):
+    return tf.nn.sigmoid_cross_entropy_with_logits(
+        labels=tf.cast(labels, logits.dtype)[:, None], logits=logits)[:, 0]
+
+  def predict(self, logits):
+    return tf.cast(logits[:, 0] > 0, tf.int64)
+
+
+def head_for(num_outputs: int):
+  return SigmoidHead() if num_outputs == 1 else SoftmaxHead()
