@@ -1,0 +1,54 @@
+"""Running the real command in a subprocess, and reading TensorBoard events."""
+
+import glob
+import os
+import subprocess
+import sys
+
+import tensorflow as tf
+
+from conftest import REPO
+
+# The real command line, inside tfds.testing.mock_data (which only patches
+# the process it runs in).
+MOCKED_MAIN = (
+    "import sys, tensorflow_datasets as tfds\n"
+    "from logreg_tf import train\n"
+    "with tfds.testing.mock_data(num_examples=int(sys.argv.pop(1))):\n"
+    "  train.run()\n")
+
+
+def run_cli(*args, mock_examples=None, env=None, timeout=120):
+  """Runs `python -m logreg_tf.train ARGS`; returns CompletedProcess."""
+  if mock_examples is None:
+    cmd = [sys.executable, "-m", "logreg_tf.train", *args]
+  else:
+    cmd = [sys.executable, "-c", MOCKED_MAIN, str(mock_examples), *args]
+  full_env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **(env or {})}
+  return subprocess.run(cmd, cwd=REPO, env=full_env, capture_output=True,
+                        text=True, timeout=timeout, check=False)
+
+
+def error_lines(stderr: str):
+  """The lines our command wrote as errors (absl/TF logging filtered out)."""
+  return [l for l in stderr.splitlines() if l.startswith("logreg-train:")]
+
+
+def read_scalars(model_dir):
+  """{tag: {step: value}} from every event file under model_dir."""
+  out = {}
+  for path in glob.glob(os.path.join(model_dir, "events.out.tfevents.*")):
+    for event in tf.compat.v1.train.summary_iterator(path):
+      for value in event.summary.value:
+        if value.metadata.plugin_data.plugin_name == "scalars":
+          out.setdefault(value.tag, {})[event.step] = float(
+              tf.make_ndarray(value.tensor))
+  return out
+
+
+def read_tags(model_dir):
+  tags = set()
+  for path in glob.glob(os.path.join(model_dir, "events.out.tfevents.*")):
+    for event in tf.compat.v1.train.summary_iterator(path):
+      tags.update(v.tag for v in event.summary.value)
+  return tags

@@ -1,0 +1,132 @@
+"""The command line: end to end on mock data, flagfiles, one-line failures."""
+
+import glob
+import os
+import re
+import time
+
+from absl import flags
+from absl.testing import flagsaver
+import pytest
+
+from logreg_tf import loop, train
+from logreg_tf.config import Config
+
+from conftest import REPO
+from helpers import error_lines, read_scalars, read_tags, run_cli
+
+LINE = re.compile(
+    r"epoch +(\d+)/(\d+)  train_loss (\d+\.\d{4})  test_loss (\d+\.\d{4})  "
+    r"test_accuracy (\d\.\d{4})$")
+
+
+def _log_lines(stderr):
+  return [m for m in (LINE.search(l) for l in stderr.splitlines()) if m]
+
+
+def test_end_to_end_on_mock_data(tmp_path):
+  model_dir = tmp_path / "run"
+  result = run_cli("--num_epochs=4", "--display_step=3", "--batch_size=16",
+                   "--learning_rate=0.1", f"--model_dir={model_dir}",
+                   mock_examples=40)
+  assert result.returncode == 0, result.stderr[-2000:]
+  lines = _log_lines(result.stderr)
+  # Every 3rd epoch and always the last one.
+  assert [int(m.group(1)) for m in lines] == [3, 4]
+  assert all(m.group(2) == "4" for m in lines)
+  scalars = read_scalars(str(model_dir))
+  assert set(scalars) == {"train/loss", "test/loss", "test/accuracy"}
+  for m in lines:
+    epoch = int(m.group(1))
+    assert scalars["train/loss"][epoch] == pytest.approx(
+        float(m.group(3)), abs=5e-5)
+    assert scalars["test/loss"][epoch] == pytest.approx(
+        float(m.group(4)), abs=5e-5)
+    assert scalars["test/accuracy"][epoch] == pytest.approx(
+        float(m.group(5)), abs=5e-5)
+  assert "_hparams_/session_start_info" in read_tags(str(model_dir))
+
+
+def test_idx_route_returns_final_metrics(idx_dir, tmp_path):
+  config = Config(idx_dir=idx_dir, num_epochs=3, learning_rate=0.01,
+                  model_dir=str(tmp_path))
+  metrics = loop.train_and_evaluate(config)
+  assert metrics["epoch"] == 3
+  assert 0.0 <= metrics["test_accuracy"] <= 1.0
+  assert metrics["train_loss"] > 0
+  scalars = read_scalars(str(tmp_path))
+  assert sorted(scalars["test/accuracy"]) == [1, 2, 3]
+  assert scalars["test/accuracy"][3] == pytest.approx(
+      metrics["test_accuracy"], abs=1e-6)
+
+
+def _parse(*argv):
+  flags.FLAGS.unparse_flags()
+  train.parse_flags(["logreg-train", *argv])
+  return train.config_from_flags()
+
+
+@flagsaver.flagsaver
+def test_defaults_are_the_tutorials_protocol():
+  config = _parse()
+  assert config.learning_rate == 0.05 and config.num_epochs == 500
+  assert config.display_step == 1 and config.batch_size is None
+  assert config.init == "zeros" and config.use_bias and config.classes is None
+
+
+@flagsaver.flagsaver
+def test_tutorial_flagfile_reproduces_the_tutorial():
+  config = _parse(f"--flagfile={REPO}/configs/tutorial.cfg")
+  assert config.learning_rate == 0.05 and config.num_epochs == 500
+  assert config.batch_size is None and config.display_step == 1
+  assert config.init == "normal" and not config.use_bias
+
+
+@pytest.mark.parametrize("path", sorted(glob.glob(str(REPO / "configs/*.cfg"))))
+@flagsaver.flagsaver
+def test_every_flagfile_parses_and_says_what_it_reaches(path):
+  _parse(f"--flagfile={path}")
+  with open(path) as f:
+    head = f.readline()
+  assert head.startswith("#") and "logreg_tf.train" in head
+
+
+@flagsaver.flagsaver
+def test_classes_flag():
+  assert _parse("--classes=3,8").classes == (3, 8)
+  assert _parse("--classes=1, 2,7").num_outputs == 3
+
+
+def test_missing_data_fails_fast_in_one_line(tmp_path):
+  start = time.monotonic()
+  result = run_cli("--num_epochs=1", env={"TFDS_DATA_DIR": str(tmp_path)})
+  assert time.monotonic() - start < 30
+  assert result.returncode == 1
+  assert "Traceback" not in result.stderr
+  (line,) = error_lines(result.stderr)
+  assert "MNIST not found" in line and str(tmp_path) in line
+
+
+def test_broken_idx_file_fails_in_one_line(idx_dir):
+  path = os.path.join(idx_dir, "train-images-idx3-ubyte.gz")
+  with open(path, "r+b") as f:
+    f.truncate(100)
+  result = run_cli(f"--idx_dir={idx_dir}", "--num_epochs=1")
+  assert result.returncode == 1
+  assert "Traceback" not in result.stderr
+  (line,) = error_lines(result.stderr)
+  assert path in line
+
+
+@pytest.mark.parametrize("args,quoted", [
+    (["--learning_rate=-1"], "--learning_rate=-1.0"),
+    (["--classes=3,3"], "'3,3'"),
+    (["--bogus=1"], "bogus"),
+    (["stray"], "'stray'"),
+])
+def test_usage_errors_are_one_line(args, quoted):
+  result = run_cli(*args)
+  assert result.returncode == 1
+  (line,) = error_lines(result.stderr)
+  assert quoted in line
+  assert "Traceback" not in result.stderr
