@@ -65,11 +65,15 @@ class Steps:
     loss = tf.reduce_mean(self.head.loss(logits, y))
     return loss + self.model.l2_penalty(self.l2), logits
 
-  def _train_step(self, x, y):
+  def loss_and_grads(self, x, y):
+    """The objective, the logits and d(objective)/d(weights)."""
     with tf.GradientTape() as tape:
       loss, logits = self.objective(x, y)
-    variables = self.model.weights
-    self.optimizer.apply(tape.gradient(loss, variables), variables)
+    return loss, logits, tape.gradient(loss, self.model.weights)
+
+  def _train_step(self, x, y):
+    loss, logits, grads = self.loss_and_grads(x, y)
+    self.optimizer.apply(grads, self.model.weights)
     return loss, self.head.predict(logits)
 
   def _eval_step(self, x, y):

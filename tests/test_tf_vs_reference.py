@@ -1,0 +1,85 @@
+"""The TensorFlow trainer answers to the NumPy reference, in float32."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from logreg_tf import reference as ref
+from logreg_tf.model import LinearModel, head_for
+from logreg_tf.steps import SGD, Steps
+
+
+def _case(num_outputs, use_bias, l2, seed=0, n=64, lr=0.3):
+  rng = np.random.default_rng(seed)
+  x = rng.random((n, 784)).astype(np.float32)
+  classes = 2 if num_outputs == 1 else num_outputs
+  y = rng.integers(0, classes, n)
+  model = LinearModel(784, num_outputs, use_bias=use_bias, init="zeros",
+                      seed=0)
+  model.kernel.assign(rng.normal(0, 0.05, (784, num_outputs)))
+  if use_bias:
+    model.bias.assign(rng.normal(0, 0.5, num_outputs))
+  steps = Steps(model, head_for(num_outputs), SGD(lr), l2=l2,
+                batch_size=None, seed=0)
+  return steps, model, x, y
+
+
+def _reference(model, x, y, l2):
+  """Reference loss and gradients; the bias rides as a column of ones."""
+  W = model.kernel.numpy().astype(np.float64)
+  X = x.astype(np.float64)
+  if model.bias is not None:
+    b = model.bias.numpy().astype(np.float64)
+    W = np.vstack([W, b[None, :]])
+    X = np.hstack([X, np.ones((len(X), 1))])
+  if W.shape[1] == 1:
+    loss, dW = ref.sigmoid_loss_vectorized(W[:, 0], X, y, l2)
+    dW = dW[:, None]
+  else:
+    loss, dW = ref.softmax_loss_vectorized(W, X, y, l2)
+  if model.bias is None:
+    return loss, [dW]
+  # The reference penalises every row of W; the trainer spares the bias.
+  loss -= 0.5 * l2 * np.sum(b * b)
+  return loss, [dW[:-1], dW[-1] - l2 * b]
+
+
+def _close(actual, expected, rtol=1e-5):
+  """Relative to the entry, with a floor relative to the largest entry."""
+  np.testing.assert_allclose(actual, expected, rtol=rtol,
+                             atol=rtol * np.max(np.abs(expected)))
+
+
+CASES = [(k, bias, l2) for k in (10, 1) for bias in (True, False)
+         for l2 in (0.0, 0.3)]
+
+
+@pytest.mark.parametrize("num_outputs,use_bias,l2", CASES)
+def test_loss_and_gradients_equal_the_reference(num_outputs, use_bias, l2):
+  steps, model, x, y = _case(num_outputs, use_bias, l2)
+  loss, _, grads = steps.loss_and_grads(tf.constant(x), tf.constant(y))
+  ref_loss, ref_grads = _reference(model, x, y, l2)
+  assert float(loss) == pytest.approx(ref_loss, rel=1e-5)
+  assert len(grads) == len(ref_grads)
+  for g, r in zip(grads, ref_grads):
+    _close(g.numpy(), r)
+
+
+@pytest.mark.parametrize("num_outputs,use_bias,l2", CASES)
+def test_one_sgd_step_is_w_minus_lr_dw(num_outputs, use_bias, l2):
+  lr = 0.3
+  steps, model, x, y = _case(num_outputs, use_bias, l2, seed=1, lr=lr)
+  before = [v.numpy().astype(np.float64) for v in model.weights]
+  _, ref_grads = _reference(model, x, y, l2)
+  steps.train_step(tf.constant(x), tf.constant(y))
+  for v, w, g in zip(model.weights, before, ref_grads):
+    _close(v.numpy(), w - lr * g)
+
+
+def test_huge_scores_stay_finite_in_tensorflow():
+  for num_outputs in (10, 1):
+    steps, model, x, y = _case(num_outputs, True, 0.0)
+    model.kernel.assign(model.kernel * 1e4)  # scores of order 1e4
+    loss, _, grads = steps.loss_and_grads(tf.constant(x), tf.constant(y))
+    assert np.isfinite(float(loss)) and float(loss) > 100
+    assert all(np.all(np.isfinite(g.numpy())) for g in grads)
