@@ -5,6 +5,9 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 ARGS ?=
+# `make train CONFIG=best` trains with configs/best.cfg into runs/best.
+CONFIG ?=
+RUN_DIR = runs/$(or $(CONFIG),default)
 
 # The offline MNIST beside the checkout, unless TFDS_DATA_DIR says otherwise.
 SHARED_TFDS := $(abspath ../shared/tensorflow_datasets)
@@ -25,7 +28,7 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 train: $(STAMP)
-	$(PY) -m logreg_tf.train --model_dir=runs/train $(ARGS)
+	$(PY) -m logreg_tf.train $(if $(CONFIG),--flagfile=configs/$(CONFIG).cfg) --model_dir=$(RUN_DIR) $(ARGS)
 
 test: $(STAMP)
 	$(PY) -m pytest -m "not slow" $(ARGS)

@@ -45,20 +45,22 @@ class Config:
 
 
 def parse_classes(text: str) -> Optional[Tuple[int, ...]]:
-  """Parses '3,8' into (3, 8); an empty string means all ten digits."""
+  """Parses '3,8' into (3, 8); an empty string means all ten digits.
+
+  Errors give only the reason: the flag machinery prefixes flag and value.
+  """
   text = text.strip()
   if not text:
     return None
   parts = [p.strip() for p in text.split(",")]
   if not all(p.isdigit() for p in parts):
-    raise UserError(
-        f"--classes={text!r}: expected comma-separated digits 0-9, e.g. 3,8")
+    raise UserError("expected comma-separated digits 0-9, e.g. 3,8")
   digits = tuple(int(p) for p in parts)
   bad = [d for d in digits if d >= NUM_DIGITS]
   if bad:
-    raise UserError(f"--classes={text!r}: digit {bad[0]} is out of range 0-9")
+    raise UserError(f"digit {bad[0]} is out of range 0-9")
   if len(set(digits)) != len(digits):
-    raise UserError(f"--classes={text!r}: a digit is repeated")
+    raise UserError("a digit is repeated; give each digit once")
   if len(digits) < 2:
-    raise UserError(f"--classes={text!r}: give at least two digits")
+    raise UserError("give at least two digits (two: binomial, more: softmax)")
   return digits

@@ -1,15 +1,18 @@
 """train_and_evaluate: load data, build the model, run the train/eval loop."""
 
 import math
-from typing import Dict
+import os
+from typing import Dict, Optional
 
 from absl import logging
 import tensorflow as tf
 
-from logreg_tf import data
+from logreg_tf import checkpoints, data
 from logreg_tf.config import Config
-from logreg_tf.errors import DivergenceError
+from logreg_tf.errors import DivergenceError, UserError
+from logreg_tf.interrupts import Interrupted, StopRequest
 from logreg_tf.model import LinearModel, head_for
+from logreg_tf.runinfo import RunInfo
 from logreg_tf.steps import SGD, Steps
 from logreg_tf.summaries import Reporter
 
@@ -40,34 +43,103 @@ def evaluate(steps: Steps, x, y) -> Dict[str, float]:
           "test_accuracy": int(correct) / int(tf.shape(y)[0])}
 
 
-def train_and_evaluate(config: Config) -> Dict[str, float]:
-  """Trains per `config` and returns the metrics of the last epoch."""
+def _prepare_model_dir(config: Config) -> None:
+  try:
+    if config.fresh:
+      checkpoints.clear(config.model_dir)
+    os.makedirs(config.model_dir, exist_ok=True)
+  except OSError as e:
+    raise UserError(f"--model_dir={config.model_dir!r}: {e.strerror}") from e
+
+
+def _diverged(epoch, taken, loss, optimizer, ckpt) -> DivergenceError:
+  last = ckpt.latest if ckpt else None
+  return DivergenceError(
+      f"training diverged at epoch {epoch}, step {int(taken)} of the epoch "
+      f"(global step {int(optimizer.iterations)}): loss {float(loss)} or a "
+      f"weight is not finite; last good checkpoint: {last or 'none'}; try a "
+      "smaller --learning_rate")
+
+
+class _Run:
+  """One invocation's state: data tensors, steps, outputs."""
+
+  def __init__(self, config, mnist, steps, optimizer, reporter, ckpt, stop):
+    self.config, self.steps, self.optimizer = config, steps, optimizer
+    self.reporter, self.ckpt, self.stop = reporter, ckpt, stop
+    self.x_train = data.to_features(mnist.train_images)
+    self.y_train = tf.constant(mnist.train_labels)
+    self.x_test = data.to_features(mnist.test_images)
+    self.y_test = tf.constant(mnist.test_labels)
+    self.train_loss = tf.Variable(float("nan"), trainable=False)
+
+  def log(self, epoch: int) -> Dict[str, float]:
+    metrics = {"epoch": epoch, "train_loss": float(self.train_loss),
+               **evaluate(self.steps, self.x_test, self.y_test)}
+    self.reporter.report(epoch, metrics)
+    return metrics
+
+  def epochs(self, start: int) -> Dict[str, float]:
+    c = self.config
+    if start >= c.num_epochs:
+      logging.info("the checkpoint is at the last epoch (%d): nothing to train",
+                   start)
+      return self.log(start)
+    metrics = {}
+    for epoch in range(start + 1, c.num_epochs + 1):
+      loss, taken, ok = self.steps.train_epoch(
+          self.x_train, self.y_train, tf.constant(epoch, tf.int64))
+      if not ok:
+        raise _diverged(epoch, taken, loss, self.optimizer, self.ckpt)
+      self.train_loss.assign(loss)
+      last = epoch == c.num_epochs
+      if epoch % c.display_step == 0 or last:
+        metrics = self.log(epoch)
+      saved = self.ckpt and (epoch % c.checkpoint_every == 0 or last)
+      if saved:
+        self.ckpt.save(epoch)
+      if self.stop is not None and self.stop.signum is not None:
+        if self.ckpt and not saved:
+          self.ckpt.save(epoch)
+        raise Interrupted(self.stop.signum, self.ckpt and self.ckpt.latest)
+    return metrics
+
+
+def train_and_evaluate(config: Config,
+                       stop: Optional[StopRequest] = None) -> Dict[str, float]:
+  """Trains per `config` and returns the metrics of the last epoch.
+
+  With `config.model_dir`, resumes from the latest checkpoint there, saves
+  every `checkpoint_every` epochs and at the end, and keeps run.json. `stop`
+  (set by a signal handler) ends the run after the current step, saved.
+  """
   mnist = data.select_classes(data.load(config.data_dir, config.idx_dir),
                               config.classes)
   logging.info("data: %s, %d train and %d test examples, classes %s",
                mnist.source, len(mnist.train_labels), len(mnist.test_labels),
                "all" if config.classes is None else config.classes)
-  x_train = data.to_features(mnist.train_images)
-  y_train = tf.constant(mnist.train_labels)
-  x_test = data.to_features(mnist.test_images)
-  y_test = tf.constant(mnist.test_labels)
-
-  _, _, steps = build(config, len(mnist.train_labels))
-  reporter = Reporter(config.model_dir, config.num_epochs)
-  reporter.hparams(config)
-  metrics = {}
+  model, optimizer, steps = build(config, len(mnist.train_labels))
+  ckpt, info, start = None, None, 0
+  if config.model_dir:
+    _prepare_model_dir(config)
+    ckpt = checkpoints.Checkpointer(config.model_dir, model, optimizer, config)
+  run = _Run(config, mnist, steps, optimizer,
+             Reporter(config.model_dir, config.num_epochs), ckpt, stop)
+  if ckpt:
+    ckpt.track(train_loss=run.train_loss)
+    start = ckpt.restore()
+    info = RunInfo(config.model_dir, config, mnist, model.kernel.device, start)
+  if start == 0:
+    run.reporter.hparams(config)
   try:
-    for epoch in range(1, config.num_epochs + 1):
-      loss, taken, ok = steps.train_epoch(x_train, y_train,
-                                          tf.constant(epoch, tf.int64))
-      if not ok:
-        raise DivergenceError(
-            f"training diverged at epoch {epoch}, step {int(taken)}: "
-            f"non-finite loss or weights (loss {float(loss)})")
-      if epoch % config.display_step == 0 or epoch == config.num_epochs:
-        metrics = {"epoch": epoch, "train_loss": float(loss),
-                   **evaluate(steps, x_test, y_test)}
-        reporter.report(epoch, metrics)
+    metrics = run.epochs(start)
+  except (DivergenceError, Interrupted) as e:
+    if info:
+      info.finish("diverged" if isinstance(e, DivergenceError)
+                  else "interrupted", error=str(e))
+    raise
   finally:
-    reporter.close()
+    run.reporter.close()
+  if info:
+    info.finish("completed", metrics)
   return metrics

@@ -7,6 +7,7 @@ Defines the flags, turns them into one frozen Config and calls
 import math
 import os
 import sys
+import tempfile
 
 from absl import app
 from absl import flags
@@ -56,12 +57,43 @@ _IDX_DIR = flags.DEFINE_string(
     "idx_dir", None, "Directory with the four MNIST IDX files (plain or .gz); "
     "when set, TFDS is not used.")
 
+_CHECKPOINT_EVERY = flags.DEFINE_integer(
+    "checkpoint_every", 10, "Save a checkpoint to --model_dir every this many "
+    "epochs (and always at the end, and on SIGINT/SIGTERM).", lower_bound=1)
+_KEEP_CHECKPOINTS = flags.DEFINE_integer(
+    "keep_checkpoints", 3, "How many of the newest checkpoints to keep.",
+    lower_bound=1)
+_FRESH = flags.DEFINE_bool(
+    "fresh", False, "Start over in --model_dir: delete its checkpoints, event "
+    "files and run.json instead of resuming from them.")
+
 flags.register_validator(
     "learning_rate", lambda v: v > 0 and math.isfinite(v),
     message="must be a finite number > 0")
 flags.register_validator(
     "l2", lambda v: v >= 0 and math.isfinite(v),
     message="must be a finite number >= 0")
+
+
+def _model_dir_ok(path) -> bool:
+  """The directory exists and is writable, or can be created."""
+  if path is None:
+    return True
+  if not path.strip():
+    raise UserError("give a directory path, or leave the flag unset")
+  probe = os.path.abspath(path)
+  if os.path.exists(probe) and not os.path.isdir(probe):
+    raise UserError("it is a file, not a directory")
+  while not os.path.exists(probe):  # the deepest part that exists
+    probe = os.path.dirname(probe)
+  if not os.path.isdir(probe):
+    raise UserError(f"{probe!r} is a file, not a directory")
+  try:
+    with tempfile.TemporaryFile(dir=probe):
+      pass
+  except OSError as e:
+    raise UserError(f"cannot write in {probe!r} ({e.strerror})") from e
+  return True
 
 
 def _classes_ok(text: str) -> bool:
@@ -79,6 +111,7 @@ def _raise_user_error(fn):
 
 
 flags.register_validator("classes", _raise_user_error(_classes_ok))
+flags.register_validator("model_dir", _raise_user_error(_model_dir_ok))
 
 
 def config_from_flags() -> config_lib.Config:
@@ -96,6 +129,9 @@ def config_from_flags() -> config_lib.Config:
       model_dir=_MODEL_DIR.value,
       data_dir=_DATA_DIR.value,
       idx_dir=_IDX_DIR.value,
+      checkpoint_every=_CHECKPOINT_EVERY.value,
+      keep_checkpoints=_KEEP_CHECKPOINTS.value,
+      fresh=_FRESH.value,
   )
 
 
@@ -109,7 +145,7 @@ def parse_flags(argv):
   try:
     rest = flags.FLAGS(argv)
   except flags.Error as e:
-    _fail(str(e), 1)
+    _fail(str(e).replace("ERROR:: ", ""), 1)
   if len(rest) > 1:
     _fail(f"unexpected arguments {' '.join(rest[1:])!r}: this command takes "
           "only --flags (see --helpfull)", 1)
@@ -121,14 +157,20 @@ def main(argv) -> None:
   # Imported here so that --help and flag errors answer before TensorFlow loads.
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")  # C++ INFO chatter
   from logreg_tf import loop
+  from logreg_tf.interrupts import Interrupted, StopRequest
   import tensorflow as tf
   # Same flags and seed give the same bits: no nondeterministic kernels.
   tf.config.experimental.enable_op_determinism()
   config = config_from_flags()
+  stop = StopRequest()
   try:
-    metrics = loop.train_and_evaluate(config)
+    with stop.installed():
+      metrics = loop.train_and_evaluate(config, stop)
   except (UserError, DivergenceError) as e:
     _fail(str(e), e.exit_code)
+  except Interrupted as e:
+    logging.warning("%s", e)
+    sys.exit(e.exit_code)
   logging.info("final: %s", metrics)
 
 

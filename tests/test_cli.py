@@ -120,7 +120,7 @@ def test_broken_idx_file_fails_in_one_line(idx_dir):
 
 @pytest.mark.parametrize("args,quoted", [
     (["--learning_rate=-1"], "--learning_rate=-1.0"),
-    (["--classes=3,3"], "'3,3'"),
+    (["--classes=3,3"], "--classes=3,3"),
     (["--bogus=1"], "bogus"),
     (["stray"], "'stray'"),
 ])

@@ -1,0 +1,40 @@
+"""SIGINT and SIGTERM become a request to stop after the current step."""
+
+import contextlib
+import signal
+from typing import Optional
+
+from absl import logging
+
+
+class StopRequest:
+  """Records the first stop signal; the loop polls `signum` between steps."""
+
+  def __init__(self):
+    self.signum: Optional[int] = None
+
+  def _handle(self, signum, frame):
+    del frame
+    if self.signum is None:
+      logging.warning("%s received: finishing the current step, then "
+                      "saving a checkpoint", signal.Signals(signum).name)
+    self.signum = signum
+
+  @contextlib.contextmanager
+  def installed(self, signals=(signal.SIGINT, signal.SIGTERM)):
+    previous = {s: signal.signal(s, self._handle) for s in signals}
+    try:
+      yield self
+    finally:
+      for s, handler in previous.items():
+        signal.signal(s, handler)
+
+
+class Interrupted(Exception):
+  """Raised by the loop after it saved its state on a stop signal."""
+
+  def __init__(self, signum: int, checkpoint: Optional[str]):
+    super().__init__(
+        f"stopped by {signal.Signals(signum).name} after saving "
+        f"{checkpoint or 'nothing (no --model_dir)'}")
+    self.exit_code = 128 + signum

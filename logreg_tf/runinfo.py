@@ -1,0 +1,87 @@
+"""run.json: what ran, on what, with which data and code, and how it ended."""
+
+import dataclasses
+import datetime
+import importlib.metadata
+import json
+import os
+import platform
+import subprocess
+from typing import Optional
+
+import tensorflow as tf
+
+import logreg_tf
+
+FILENAME = "run.json"
+
+
+def _now() -> str:
+  return datetime.datetime.now(datetime.timezone.utc).isoformat(
+      timespec="seconds")
+
+
+def _version(package: str) -> Optional[str]:
+  try:
+    return importlib.metadata.version(package)
+  except importlib.metadata.PackageNotFoundError:
+    return None
+
+
+def _git_commit() -> Optional[str]:
+  """The commit of the checkout this package runs from, if it is one."""
+  here = os.path.dirname(os.path.abspath(logreg_tf.__file__))
+  try:
+    out = subprocess.run(["git", "-C", here, "rev-parse", "HEAD"],
+                         capture_output=True, text=True, timeout=5,
+                         check=False)
+  except (OSError, subprocess.TimeoutExpired):
+    return None
+  return out.stdout.strip() if out.returncode == 0 else None
+
+
+class RunInfo:
+  """Keeps run.json in model_dir current; every write is atomic."""
+
+  def __init__(self, model_dir: str, config, mnist, device: str,
+               resumed_from_epoch: int):
+    self.path = os.path.join(model_dir, FILENAME)
+    self.record = {
+        "status": "running",
+        "flags": dataclasses.asdict(config),
+        "versions": {
+            "python": platform.python_version(),
+            "tensorflow": tf.__version__,
+            "tensorflow_datasets": _version("tensorflow-datasets"),
+            "numpy": _version("numpy"),
+            "logreg_tf": logreg_tf.__version__,
+        },
+        "dataset": {
+            "name": "mnist",
+            "version": mnist.version or None,
+            "source": mnist.source,
+            "train_examples": len(mnist.train_labels),
+            "test_examples": len(mnist.test_labels),
+            "fingerprint_sha256": mnist.fingerprint(),
+        },
+        "git_commit": _git_commit(),
+        "device": device,
+        "resumed_from_epoch": resumed_from_epoch,
+        "start_time": _now(),
+        "end_time": None,
+        "final_metrics": None,
+    }
+    self._write()
+
+  def finish(self, status: str, metrics=None, **extra) -> None:
+    self.record.update(status=status, end_time=_now(), **extra)
+    if metrics:
+      self.record["final_metrics"] = metrics
+    self._write()
+
+  def _write(self) -> None:
+    tmp = self.path + ".tmp"
+    with open(tmp, "w") as f:
+      json.dump(self.record, f, indent=2, sort_keys=True)
+      f.write("\n")
+    os.replace(tmp, self.path)

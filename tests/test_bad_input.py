@@ -1,0 +1,71 @@
+"""Every user error: one line quoting the bad value, status 1, nothing left."""
+
+import os
+
+import pytest
+
+from helpers import error_lines, run_cli
+
+# (flags, text the one line must quote). {tmp} is a fresh directory, {file}
+# a file in it, {idx} a directory without IDX files.
+CASES = [
+    (["--learning_rate=0"], "--learning_rate=0.0"),
+    (["--learning_rate=-1"], "--learning_rate=-1.0"),
+    (["--learning_rate=nan"], "--learning_rate=nan"),
+    (["--learning_rate=fast"], "'fast'"),
+    (["--num_epochs=0"], "--num_epochs=0"),
+    (["--display_step=0"], "--display_step=0"),
+    (["--checkpoint_every=-3"], "--checkpoint_every=-3"),
+    (["--keep_checkpoints=0"], "--keep_checkpoints=0"),
+    (["--batch_size=0"], "--batch_size=0"),
+    (["--l2=-0.5"], "--l2=-0.5"),
+    (["--seed=-1"], "--seed=-1"),
+    (["--init=uniform"], "--init=uniform"),
+    (["--lr_schedule=cosine"], "--lr_schedule=cosine"),
+    (["--classes=3,3"], "--classes=3,3: a digit is repeated"),
+    (["--classes=7"], "--classes=7: give at least two"),
+    (["--classes=1,12"], "--classes=1,12: digit 12"),
+    (["--classes=a,b"], "--classes=a,b: expected comma-separated"),
+    (["--no_such_flag=1"], "no_such_flag"),
+    (["positional"], "'positional'"),
+    (["--flagfile={tmp}/missing.cfg"], "missing.cfg"),
+    (["--model_dir={file}"], "--model_dir={file}: it is a file"),
+    (["--model_dir=/proc"], "cannot write in '/proc'"),
+    (["--model_dir=/proc/logreg_tf/run"], "cannot write in '/proc'"),
+    (["--idx_dir={tmp}/nowhere"], "nowhere' is not a directory"),
+    (["--idx_dir={idx}"], "train-images-idx3-ubyte[.gz] not found"),
+    (["--data_dir={idx}"], "MNIST not found"),
+]
+
+
+@pytest.mark.parametrize("args,quoted", CASES, ids=lambda v: str(v)[:40])
+def test_bad_input(tmp_path, args, quoted):
+  afile = tmp_path / "a_file"
+  afile.write_text("x")
+  empty = tmp_path / "empty"
+  empty.mkdir()
+  out = tmp_path / "out"
+  subs = {"tmp": tmp_path, "file": afile, "idx": empty}
+  args = [a.format(**subs) for a in args]
+  if not any(a.startswith("--model_dir") for a in args):
+    args.append(f"--model_dir={out}")  # must not appear after a failure
+  result = run_cli(*args, "--num_epochs=1" if "num_epochs" not in str(args)
+                   else "--seed=0")
+  assert result.returncode == 1, result.stderr[-2000:]
+  assert "Traceback" not in result.stderr
+  lines = error_lines(result.stderr)
+  assert len(lines) == 1, result.stderr[-2000:]
+  assert quoted.format(**subs) in lines[0]
+  assert not out.exists()
+  assert sorted(os.listdir(empty)) == []
+
+
+def test_read_only_directory_for_a_normal_user(tmp_path):
+  if os.geteuid() == 0:
+    pytest.skip("root writes into a mode-555 directory; /proc covers root")
+  read_only = tmp_path / "ro"
+  read_only.mkdir(mode=0o555)
+  result = run_cli(f"--model_dir={read_only}", "--num_epochs=1")
+  assert result.returncode == 1
+  (line,) = error_lines(result.stderr)
+  assert "cannot write in" in line

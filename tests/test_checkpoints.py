@@ -1,0 +1,88 @@
+"""The Checkpointer on its own: fallbacks, partial files, refusals."""
+
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from logreg_tf import checkpoints, loop
+from logreg_tf.config import Config
+from logreg_tf.errors import UserError
+
+
+def _checkpointer(model_dir, **overrides):
+  config = Config(model_dir=str(model_dir), **overrides)
+  model, optimizer, _ = loop.build(config, num_train=100)
+  return checkpoints.Checkpointer(str(model_dir), model, optimizer,
+                                  config), model, optimizer
+
+
+def test_round_trip_restores_weights_step_and_epoch(tmp_path):
+  ckpt, model, optimizer = _checkpointer(tmp_path, keep_checkpoints=2)
+  for epoch in (1, 2, 3):
+    model.kernel.assign(tf.fill(model.kernel.shape, float(epoch)))
+    optimizer.iterations.assign(epoch * 10)
+    ckpt.save(epoch)
+  names = sorted(os.listdir(tmp_path / "checkpoints"))
+  assert not any(n.startswith("ckpt-1.") for n in names)  # only 2 kept
+  again, model2, optimizer2 = _checkpointer(tmp_path, keep_checkpoints=2)
+  assert again.restore() == 3
+  np.testing.assert_array_equal(model2.kernel.numpy(), 3.0)
+  assert int(optimizer2.iterations) == 30
+
+
+def test_unreadable_latest_falls_back_to_the_previous(tmp_path):
+  ckpt, model, _ = _checkpointer(tmp_path)
+  for epoch in (1, 2):
+    model.kernel.assign(tf.fill(model.kernel.shape, float(epoch)))
+    ckpt.save(epoch)
+  with open(tmp_path / "checkpoints" / "ckpt-2.index", "wb") as f:
+    f.write(b"garbage")
+  again, model2, _ = _checkpointer(tmp_path)
+  assert again.restore() == 1
+  np.testing.assert_array_equal(model2.kernel.numpy(), 1.0)
+
+
+def test_files_of_an_unfinished_save_are_ignored(tmp_path):
+  ckpt, model, _ = _checkpointer(tmp_path)
+  ckpt.save(4)
+  # What a crash mid-save leaves: files that the state file never named.
+  for name in ("ckpt-5.index", "ckpt-5.data-00000-of-00001.tempstate1"):
+    (tmp_path / "checkpoints" / name).write_bytes(b"\0" * 10)
+  again, _, _ = _checkpointer(tmp_path)
+  assert again.restore() == 4
+
+
+def test_nothing_to_restore_starts_at_zero(tmp_path):
+  ckpt, _, _ = _checkpointer(tmp_path)
+  assert ckpt.restore() == 0
+
+
+def test_other_model_is_refused(tmp_path):
+  ckpt, _, _ = _checkpointer(tmp_path, classes=(3, 8))
+  ckpt.save(1)
+  other, _, _ = _checkpointer(tmp_path, classes=(4, 9))
+  with pytest.raises(UserError, match="classes 3,8.*classes 4,9"):
+    other.restore()
+  no_bias, _, _ = _checkpointer(tmp_path, classes=(3, 8), use_bias=False)
+  with pytest.raises(UserError, match="no bias"):
+    no_bias.restore()
+
+
+def test_non_finite_weights_are_never_saved(tmp_path):
+  ckpt, model, _ = _checkpointer(tmp_path)
+  model.kernel.assign(tf.fill(model.kernel.shape, float("nan")))
+  with pytest.raises(ValueError, match="non-finite"):
+    ckpt.save(1)
+  assert ckpt.latest is None
+
+
+def test_fresh_clears_only_our_files(tmp_path):
+  ckpt, _, _ = _checkpointer(tmp_path)
+  ckpt.save(1)
+  (tmp_path / "run.json").write_text("{}")
+  (tmp_path / "events.out.tfevents.1.host").write_text("")
+  (tmp_path / "notes.txt").write_text("mine")
+  checkpoints.clear(str(tmp_path))
+  assert sorted(os.listdir(tmp_path)) == ["notes.txt"]
