@@ -30,6 +30,7 @@ class Config:
   model_dir: Optional[str] = None
   data_dir: Optional[str] = None
   idx_dir: Optional[str] = None
+  cache_dir: Optional[str] = None  # decoded-MNIST cache; None: no cache
   checkpoint_every: int = 10
   keep_checkpoints: int = 3
   fresh: bool = False

@@ -12,7 +12,7 @@ from logreg_tf.config import Config
 from logreg_tf.errors import DivergenceError, UserError
 from logreg_tf.interrupts import Interrupted, StopRequest
 from logreg_tf.model import LinearModel, head_for
-from logreg_tf.runinfo import RunInfo
+from logreg_tf.runinfo import RunInfo, describe
 from logreg_tf.steps import SGD, Steps
 from logreg_tf.summaries import Reporter
 
@@ -64,13 +64,10 @@ def _diverged(epoch, taken, loss, optimizer, ckpt) -> DivergenceError:
 class _Run:
   """One invocation's state: data tensors, steps, outputs."""
 
-  def __init__(self, config, mnist, steps, optimizer, reporter, ckpt, stop):
+  def __init__(self, config, tensors, steps, optimizer, reporter, ckpt, stop):
     self.config, self.steps, self.optimizer = config, steps, optimizer
     self.reporter, self.ckpt, self.stop = reporter, ckpt, stop
-    self.x_train = data.to_features(mnist.train_images)
-    self.y_train = tf.constant(mnist.train_labels)
-    self.x_test = data.to_features(mnist.test_images)
-    self.y_test = tf.constant(mnist.test_labels)
+    self.x_train, self.y_train, self.x_test, self.y_test = tensors
     self.train_loss = tf.Variable(float("nan"), trainable=False)
 
   def log(self, epoch: int) -> Dict[str, float]:
@@ -113,22 +110,31 @@ def train_and_evaluate(config: Config,
   every `checkpoint_every` epochs and at the end, and keeps run.json. `stop`
   (set by a signal handler) ends the run after the current step, saved.
   """
-  mnist = data.select_classes(data.load(config.data_dir, config.idx_dir),
-                              config.classes)
+  mnist = data.select_classes(
+      data.load(config.data_dir, config.idx_dir, config.cache_dir),
+      config.classes)
   logging.info("data: %s, %d train and %d test examples, classes %s",
                mnist.source, len(mnist.train_labels), len(mnist.test_labels),
                "all" if config.classes is None else config.classes)
-  model, optimizer, steps = build(config, len(mnist.train_labels))
+  dataset = describe(mnist) if config.model_dir else None
+  tensors = (data.to_features(mnist.train_images),
+             tf.constant(mnist.train_labels),
+             data.to_features(mnist.test_images),
+             tf.constant(mnist.test_labels))
+  num_train = len(mnist.train_labels)
+  del mnist  # the uint8 copy is no longer needed
+  model, optimizer, steps = build(config, num_train)
   ckpt, info, start = None, None, 0
   if config.model_dir:
     _prepare_model_dir(config)
     ckpt = checkpoints.Checkpointer(config.model_dir, model, optimizer, config)
-  run = _Run(config, mnist, steps, optimizer,
+  run = _Run(config, tensors, steps, optimizer,
              Reporter(config.model_dir, config.num_epochs), ckpt, stop)
   if ckpt:
     ckpt.track(train_loss=run.train_loss)
     start = ckpt.restore()
-    info = RunInfo(config.model_dir, config, mnist, model.kernel.device, start)
+    info = RunInfo(config.model_dir, config, dataset, model.kernel.device,
+                   start)
   if start == 0:
     run.reporter.hparams(config)
   try:

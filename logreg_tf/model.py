@@ -49,6 +49,15 @@ class SoftmaxHead:
     return tf.nn.sparse_softmax_cross_entropy_with_logits(
         labels=labels, logits=logits)
 
+  def loss_and_delta(self, logits, labels):
+    """Per-example loss [N] and its derivative by the logits, P - Y [N, C].
+
+    The fused kernel behind tf.nn.sparse_softmax_cross_entropy_with_logits
+    returns both from one pass over the logits (it is what autodiff uses).
+    """
+    return tf.raw_ops.SparseSoftmaxCrossEntropyWithLogits(
+        features=logits, labels=labels)
+
   def predict(self, logits):
     return tf.argmax(logits, axis=-1, output_type=tf.int64)
 
@@ -59,6 +68,12 @@ class SigmoidHead:
   def loss(self, logits, labels):
     return tf.nn.sigmoid_cross_entropy_with_logits(
         labels=tf.cast(labels, logits.dtype)[:, None], logits=logits)[:, 0]
+
+  def loss_and_delta(self, logits, labels):
+    """Per-example loss [N] and its derivative by the logit, p - y [N, 1]."""
+    y = tf.cast(labels, logits.dtype)[:, None]
+    loss = tf.nn.sigmoid_cross_entropy_with_logits(labels=y, logits=logits)
+    return loss[:, 0], tf.sigmoid(logits) - y
 
   def predict(self, logits):
     return tf.cast(logits[:, 0] > 0, tf.int64)

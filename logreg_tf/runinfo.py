@@ -40,10 +40,22 @@ def _git_commit() -> Optional[str]:
   return out.stdout.strip() if out.returncode == 0 else None
 
 
+def describe(mnist) -> dict:
+  """The dataset entry of run.json: what was trained and tested on."""
+  return {
+      "name": "mnist",
+      "version": mnist.version or None,
+      "source": mnist.source,
+      "train_examples": len(mnist.train_labels),
+      "test_examples": len(mnist.test_labels),
+      "fingerprint_sha256": mnist.fingerprint(),
+  }
+
+
 class RunInfo:
   """Keeps run.json in model_dir current; every write is atomic."""
 
-  def __init__(self, model_dir: str, config, mnist, device: str,
+  def __init__(self, model_dir: str, config, dataset: dict, device: str,
                resumed_from_epoch: int):
     self.path = os.path.join(model_dir, FILENAME)
     self.record = {
@@ -56,14 +68,7 @@ class RunInfo:
             "numpy": _version("numpy"),
             "logreg_tf": logreg_tf.__version__,
         },
-        "dataset": {
-            "name": "mnist",
-            "version": mnist.version or None,
-            "source": mnist.source,
-            "train_examples": len(mnist.train_labels),
-            "test_examples": len(mnist.test_labels),
-            "fingerprint_sha256": mnist.fingerprint(),
-        },
+        "dataset": dataset,
         "git_commit": _git_commit(),
         "device": device,
         "resumed_from_epoch": resumed_from_epoch,

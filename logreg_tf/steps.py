@@ -1,8 +1,14 @@
 """Plain SGD and the compiled steps: train (gradient + update), eval (forward).
 
 The tutorial's `step(..., forward_only)` becomes two functions. Nothing in a
-step branches on a flag: every choice (head, full or mini batch, schedule) is
-made once, when the functions are built.
+step branches on a flag: every choice (head, full or mini batch, schedule,
+penalty) is made once, when the functions are built.
+
+The gradient is the tutorial's closed form, dJ/dW = X^T (P - Y) / N + l2 W,
+computed from the fused loss-and-delta kernel: it is what autodiff computes
+for this model, without the tape's bookkeeping, and the tests hold it to both
+the NumPy reference and tf.GradientTape. X is read twice per step, once for
+the logits and once for the gradient, and nothing else of its size is made.
 """
 
 import tensorflow as tf
@@ -14,34 +20,30 @@ class SGD(tf.Module):
   def __init__(self, learning_rate: float, schedule: str = "constant",
                total_steps: int = 1):
     super().__init__(name="sgd")
+    if schedule not in ("constant", "linear"):
+      raise ValueError(f"schedule={schedule!r}: expected constant or linear")
     self.iterations = tf.Variable(0, dtype=tf.int64, trainable=False,
                                   name="iterations")
     self._base = float(learning_rate)
     self._total = float(max(total_steps, 1))
-    if schedule == "constant":
-      self.current_lr = lambda: tf.constant(self._base)
-    elif schedule == "linear":
-      self.current_lr = self._linear
-    else:
-      raise ValueError(f"schedule={schedule!r}: expected constant or linear")
+    self._linear = schedule == "linear"
 
-  def _linear(self):
-    """Decays linearly from the base rate to 0 at step `total_steps`."""
-    done = tf.cast(self.iterations, tf.float32) / self._total
-    return self._base * tf.maximum(1.0 - done, 0.0)
+  def rates(self, count):
+    """The learning rates of the next `count` updates, as a vector."""
+    steps = tf.cast(self.iterations + tf.range(tf.cast(count, tf.int64)),
+                    tf.float32)
+    if self._linear:  # decays from the base rate to 0 at `total_steps`
+      return self._base * tf.maximum(1.0 - steps / self._total, 0.0)
+    return tf.fill(tf.shape(steps), self._base)
 
-  def apply(self, grads, variables):
-    lr = self.current_lr()
+  def current_lr(self):
+    return self.rates(1)[0]
+
+  def apply(self, grads, variables, rate=None):
+    rate = self.current_lr() if rate is None else rate
     for g, v in zip(grads, variables):
-      v.assign_sub(lr * g)
+      v.assign_sub(rate * g)
     self.iterations.assign_add(1)
-
-
-def _all_finite(loss, variables):
-  ok = tf.math.is_finite(loss)
-  for v in variables:
-    ok = tf.logical_and(ok, tf.reduce_all(tf.math.is_finite(v)))
-  return ok
 
 
 class Steps:
@@ -66,14 +68,23 @@ class Steps:
     return loss + self.model.l2_penalty(self.l2), logits
 
   def loss_and_grads(self, x, y):
-    """The objective, the logits and d(objective)/d(weights)."""
-    with tf.GradientTape() as tape:
-      loss, logits = self.objective(x, y)
-    return loss, logits, tape.gradient(loss, self.model.weights)
+    """The objective, the logits and its gradient by [kernel, (bias)]."""
+    logits = self.model(x)
+    losses, delta = self.head.loss_and_delta(logits, y)
+    inv_n = 1.0 / tf.cast(tf.shape(x)[0], x.dtype)
+    loss = tf.reduce_mean(losses)
+    grad_kernel = tf.matmul(x, delta, transpose_a=True) * inv_n
+    if self.l2:
+      loss += self.model.l2_penalty(self.l2)
+      grad_kernel += self.l2 * self.model.kernel
+    grads = [grad_kernel]
+    if self.model.bias is not None:
+      grads.append(tf.reduce_sum(delta, axis=0) * inv_n)
+    return loss, logits, grads
 
-  def _train_step(self, x, y):
+  def _train_step(self, x, y, rate=None):
     loss, logits, grads = self.loss_and_grads(x, y)
-    self.optimizer.apply(grads, self.model.weights)
+    self.optimizer.apply(grads, self.model.weights, rate)
     return loss, self.head.predict(logits)
 
   def _eval_step(self, x, y):
@@ -85,32 +96,41 @@ class Steps:
                 tf.int64))
     return loss, correct
 
+  def _weights_finite(self):
+    ok = tf.constant(True)
+    for v in self.model.weights:
+      ok = tf.logical_and(ok, tf.reduce_all(tf.math.is_finite(v)))
+    return ok
+
   def _full_batch_epoch(self, x, y, epoch):
     """One step on the whole training set. Returns (loss, steps, finite)."""
     del epoch  # full batch: nothing to shuffle
     loss, _ = self._train_step(x, y)
-    return loss, tf.constant(1), _all_finite(loss, self.model.weights)
+    ok = tf.logical_and(tf.math.is_finite(loss), self._weights_finite())
+    return loss, tf.constant(1), ok
 
   def _minibatch_epoch(self, x, y, epoch):
     """Shuffled mini-batches, the last partial one kept.
 
     The order depends only on (seed, epoch), so a resumed run replays it.
-    Stops at the first non-finite loss or weight; returns the mean loss over
-    the examples, the steps taken and whether everything stayed finite.
+    Stops after the first step whose loss is not finite (a non-finite weight
+    makes the next loss non-finite); returns the mean loss over the examples,
+    the steps taken and whether everything stayed finite.
     """
     n = tf.shape(x)[0]
     b = self.batch_size
-    seed = tf.stack([tf.constant(self.seed, tf.int64), tf.cast(epoch, tf.int64)])
+    seed = tf.stack([tf.constant(self.seed, tf.int64),
+                     tf.cast(epoch, tf.int64)])
     order = tf.random.experimental.stateless_shuffle(tf.range(n), seed=seed)
+    num_batches = (n + b - 1) // b
+    rates = self.optimizer.rates(num_batches)
     total = tf.constant(0.0)
-    taken = tf.constant(0)
-    ok = tf.constant(True)
-    for i in tf.range((n + b - 1) // b):
-      if not ok:
-        break
+    i = tf.constant(0)
+    while i < num_batches and tf.math.is_finite(total):
       batch = order[i * b:(i + 1) * b]
-      loss, _ = self._train_step(tf.gather(x, batch), tf.gather(y, batch))
+      loss, _ = self._train_step(tf.gather(x, batch), tf.gather(y, batch),
+                                 rates[i])
       total += loss * tf.cast(tf.size(batch), tf.float32)
-      taken = i + 1
-      ok = _all_finite(loss, self.model.weights)
-    return total / tf.cast(n, tf.float32), taken, ok
+      i += 1
+    ok = tf.logical_and(tf.math.is_finite(total), self._weights_finite())
+    return total / tf.cast(n, tf.float32), i, ok

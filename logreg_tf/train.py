@@ -13,6 +13,7 @@ from absl import app
 from absl import flags
 from absl import logging
 
+from logreg_tf import cache
 from logreg_tf import config as config_lib
 from logreg_tf.errors import DivergenceError, UserError
 
@@ -56,6 +57,10 @@ _DATA_DIR = flags.DEFINE_string(
 _IDX_DIR = flags.DEFINE_string(
     "idx_dir", None, "Directory with the four MNIST IDX files (plain or .gz); "
     "when set, TFDS is not used.")
+_CACHE_DIR = flags.DEFINE_string(
+    "cache_dir", None, "Where decoded MNIST arrays are kept between runs "
+    "(keyed by the TFDS files); unset means $XDG_CACHE_HOME/logreg_tf or "
+    "~/.cache/logreg_tf, empty disables the cache.")
 
 _CHECKPOINT_EVERY = flags.DEFINE_integer(
     "checkpoint_every", 10, "Save a checkpoint to --model_dir every this many "
@@ -129,6 +134,8 @@ def config_from_flags() -> config_lib.Config:
       model_dir=_MODEL_DIR.value,
       data_dir=_DATA_DIR.value,
       idx_dir=_IDX_DIR.value,
+      cache_dir=(cache.default_dir() if _CACHE_DIR.value is None
+                 else _CACHE_DIR.value or None),
       checkpoint_every=_CHECKPOINT_EVERY.value,
       keep_checkpoints=_KEEP_CHECKPOINTS.value,
       fresh=_FRESH.value,

@@ -20,11 +20,14 @@ MOCKED_MAIN = (
 
 def run_cli(*args, mock_examples=None, env=None, timeout=120):
   """Runs `python -m logreg_tf.train ARGS`; returns CompletedProcess."""
+  full_env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **(env or {})}
   if mock_examples is None:
     cmd = [sys.executable, "-m", "logreg_tf.train", *args]
   else:
-    cmd = [sys.executable, "-c", MOCKED_MAIN, str(mock_examples), *args]
-  full_env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **(env or {})}
+    # No real data and no cache may stand in for the mock.
+    full_env["TFDS_DATA_DIR"] = "/nonexistent/tfds"
+    cmd = [sys.executable, "-c", MOCKED_MAIN, str(mock_examples), *args,
+           "--cache_dir="]
   return subprocess.run(cmd, cwd=REPO, env=full_env, capture_output=True,
                         text=True, timeout=timeout, check=False)
 

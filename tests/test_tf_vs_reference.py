@@ -83,3 +83,14 @@ def test_huge_scores_stay_finite_in_tensorflow():
     loss, _, grads = steps.loss_and_grads(tf.constant(x), tf.constant(y))
     assert np.isfinite(float(loss)) and float(loss) > 100
     assert all(np.all(np.isfinite(g.numpy())) for g in grads)
+
+
+@pytest.mark.parametrize("num_outputs,use_bias,l2", CASES)
+def test_closed_form_gradient_equals_autodiff(num_outputs, use_bias, l2):
+  steps, model, x, y = _case(num_outputs, use_bias, l2, seed=2)
+  x, y = tf.constant(x), tf.constant(y)
+  _, _, grads = steps.loss_and_grads(x, y)
+  with tf.GradientTape() as tape:
+    loss, _ = steps.objective(x, y)
+  for g, t in zip(grads, tape.gradient(loss, model.weights)):
+    _close(g.numpy(), t.numpy())
