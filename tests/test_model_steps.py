@@ -136,3 +136,16 @@ def test_divergence_is_reported_not_hidden():
   _, taken, ok = steps.train_epoch(x, y, tf.constant(1, tf.int64))
   assert not bool(ok)
   assert 1 <= int(taken) < 10  # stopped early, at the failing step
+
+
+@pytest.mark.parametrize("batch_size", [None, 7])
+def test_no_step_function_retraces_after_the_first_epoch(batch_size):
+  model = LinearModel(784, 10, use_bias=True, init="zeros", seed=0)
+  steps = Steps(model, SoftmaxHead(), SGD(0.1), l2=0.0, batch_size=batch_size,
+                seed=0)
+  x, y = _data(n=50)
+  for epoch in range(1, 5):
+    steps.train_epoch(x, y, tf.constant(epoch, tf.int64))
+    steps.eval_step(x, y)
+  assert steps.train_epoch.experimental_get_tracing_count() == 1
+  assert steps.eval_step.experimental_get_tracing_count() == 1

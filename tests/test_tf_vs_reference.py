@@ -94,3 +94,35 @@ def test_closed_form_gradient_equals_autodiff(num_outputs, use_bias, l2):
     loss, _ = steps.objective(x, y)
   for g, t in zip(grads, tape.gradient(loss, model.weights)):
     _close(g.numpy(), t.numpy())
+
+
+@pytest.mark.parametrize("num_outputs,use_bias,l2", [(10, True, 0.1),
+                                                     (1, False, 0.0)])
+def test_minibatch_epoch_is_reference_sgd_in_the_seeded_order(
+    num_outputs, use_bias, l2):
+  n, b, lr, seed, epoch = 50, 8, 0.2, 5, 3  # 6 full batches and one of 2
+  steps, model, x, y = _case(num_outputs, use_bias, l2, seed=3, n=n)
+  steps = Steps(model, steps.head, SGD(lr, "linear", total_steps=10), l2=l2,
+                batch_size=b, seed=seed)
+  order = tf.random.experimental.stateless_shuffle(
+      tf.range(n), seed=[seed, epoch]).numpy()
+  # The reference, step by step, on a copy of the weights.
+  shadow = LinearModel(784, num_outputs, use_bias=use_bias, init="zeros",
+                       seed=0)
+  for s, v in zip(shadow.weights, model.weights):
+    s.assign(v)
+  expected_loss = 0.0
+  for step, start in enumerate(range(0, n, b)):
+    rows = order[start:start + b]
+    loss, grads = _reference(shadow, x[rows], y[rows], l2)
+    expected_loss += loss * len(rows)
+    rate = lr * (1 - step / 10)
+    for v, g in zip(shadow.weights, grads):
+      v.assign(v.numpy() - rate * g)
+  mean_loss, taken, ok = steps.train_epoch(tf.constant(x), tf.constant(y),
+                                           tf.constant(epoch, tf.int64))
+  assert bool(ok) and int(taken) == 7
+  assert int(steps.optimizer.iterations) == 7
+  assert float(mean_loss) == pytest.approx(expected_loss / n, rel=1e-5)
+  for v, s in zip(model.weights, shadow.weights):
+    _close(v.numpy(), s.numpy())
