@@ -130,12 +130,24 @@ def select_classes(mnist: Mnist, classes: Optional[Sequence[int]]) -> Mnist:
     keep = lookup[labels] >= 0
     return images[keep], lookup[labels[keep]]
 
-  return dataclasses.replace(
-      mnist,
-      **dict(zip(("train_images", "train_labels"),
-                 pick(mnist.train_images, mnist.train_labels))),
-      **dict(zip(("test_images", "test_labels"),
-                 pick(mnist.test_images, mnist.test_labels))))
+  train = pick(mnist.train_images, mnist.train_labels)
+  test = pick(mnist.test_images, mnist.test_labels)
+  for split, (_, labels) in (("train", train), ("test", test)):
+    missing = sorted(set(classes) - set(np.asarray(classes)[np.unique(labels)]
+                                        .tolist()))
+    if missing:
+      raise DataError(
+          f"--classes={','.join(map(str, classes))}: the {split} split of "
+          f"{mnist.source} has no examples of digit(s) "
+          f"{','.join(map(str, missing))}")
+  return dataclasses.replace(mnist, train_images=train[0],
+                             train_labels=train[1], test_images=test[0],
+                             test_labels=test[1])
+
+
+def to_labels(labels: np.ndarray) -> tf.Tensor:
+  """int64 labels, placed like the features (on the GPU when there is one)."""
+  return tf.identity(tf.constant(labels, tf.int64))
 
 
 def to_features(images: np.ndarray) -> tf.Tensor:

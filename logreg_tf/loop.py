@@ -118,9 +118,9 @@ def train_and_evaluate(config: Config,
                "all" if config.classes is None else config.classes)
   dataset = describe(mnist) if config.model_dir else None
   tensors = (data.to_features(mnist.train_images),
-             tf.constant(mnist.train_labels),
+             data.to_labels(mnist.train_labels),
              data.to_features(mnist.test_images),
-             tf.constant(mnist.test_labels))
+             data.to_labels(mnist.test_labels))
   num_train = len(mnist.train_labels)
   del mnist  # the uint8 copy is no longer needed
   model, optimizer, steps = build(config, num_train)

@@ -11,21 +11,28 @@ Five targets (see README, "Speed and memory"):
 Runs are interleaved and repeated; the table shows median [min, max].
 """
 
+import os
+import sys
+
+# As the command does (logreg_tf/train.py): XLA keeps its compiled kernels on
+# disk, so a new process or a new build does not compile them again. Set
+# before TensorFlow is imported.
+if "TF_XLA_FLAGS" not in os.environ:
+  from logreg_tf import cache as _cache
+  os.environ["TF_XLA_FLAGS"] = ("--tf_xla_persistent_cache_directory="
+                                + os.path.join(_cache.default_dir(), "xla"))
+
 import datetime
 import json
-import os
-import platform
 import subprocess
-import sys
 import time
 
 from absl import app, flags
 import numpy as np
 import tensorflow as tf
 
-import baselines
-from logreg_tf import cache, data, loop, train
-from logreg_tf.config import Config
+import bench_compute as bc
+from logreg_tf import cache, data
 
 _REPEATS = flags.DEFINE_integer("repeats", 3, "Interleaved repeats.")
 _EPOCHS = flags.DEFINE_integer("epochs", 60, "Timed full-batch epochs a run.")
@@ -38,176 +45,13 @@ _PLAIN_ONLY = flags.DEFINE_bool(
 _IDX_DIR = flags.DEFINE_string("bench_idx_dir", None, "IDX files instead of "
                                "TFDS (TFDS_DATA_DIR) for the data.")
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-LR = 0.5  # the issue's side-by-side protocol: 500 steps, lr 0.5, zero init
-
-
-def stats(values):
-  v = np.asarray(values, float)
-  return {"median": float(np.median(v)), "min": float(v.min()),
-          "max": float(v.max())}
+REPO = bc.REPO
+stats = bc.stats
 
 
 def fmt(s, unit="ms", scale=1e3):
   return (f"{s['median'] * scale:.2f} [{s['min'] * scale:.2f}, "
           f"{s['max'] * scale:.2f}] {unit}")
-
-
-def timed(fn, reps):
-  out = []
-  for _ in range(reps):
-    start = time.perf_counter()
-    fn()
-    out.append(time.perf_counter() - start)
-  return out
-
-
-def machine():
-  """Read bandwidth (2 threads, TF) and float32 matrix-product rate."""
-  big = tf.ones([128 * 1024 * 1024])  # 512 MB, far beyond the caches
-  read = tf.function(lambda: tf.reduce_sum(big))
-  read().numpy()
-  t_read = np.median(timed(lambda: read().numpy(), 15))
-  a = tf.random.stateless_normal([2048, 2048], seed=[1, 2])
-  mm = tf.function(lambda: tf.reduce_sum(tf.matmul(a, a)))
-  mm().numpy()
-  t_mm = np.median(timed(lambda: mm().numpy(), 10))
-  del big
-  return {"read_GBps": 512 * 2**20 / t_read / 1e9,
-          "matmul_GFLOPps": 2 * 2048**3 / t_mm / 1e9,
-          "cpu": platform.processor() or platform.machine(),
-          "cores": os.cpu_count()}
-
-
-def floor_ms(m, n, n_test, d=784, k=10):
-  read = (2 * n * d + n_test * d) * 4  # X twice per step, the test set once
-  flops = 2 * (2 * n * d * k) + 2 * n_test * d * k
-  return 1e3 * max(read / (m["read_GBps"] * 1e9),
-                   flops / (m["matmul_GFLOPps"] * 1e9))
-
-
-def ours_epochs(tensors, epochs, lr=LR, n=None):
-  """Our loop's per-epoch work (train_epoch + evaluate); seconds per epoch."""
-  x, y, xt, yt = tensors
-  if n is not None:
-    x, y = x[:n], y[:n]
-  _, _, steps = loop.build(Config(learning_rate=lr, num_epochs=epochs),
-                           int(x.shape[0]))
-  times = []
-  for epoch in range(1, epochs + 1):
-    start = time.perf_counter()
-    loss, _, _ = steps.train_epoch(x, y, tf.constant(epoch, tf.int64))
-    float(loss)
-    metrics = loop.evaluate(steps, xt, yt)
-    times.append(time.perf_counter() - start)
-  return times, steps, metrics
-
-
-def plain_epochs(tensors, epochs, lr=LR):
-  x, y, xt, yt = tensors
-  model = baselines.PlainTF2(lr)
-  times = []
-  for _ in range(epochs):
-    start = time.perf_counter()
-    float(model.train_step(x, y))
-    loss, acc = model.eval_step(xt, yt)
-    float(loss), float(acc)
-    times.append(time.perf_counter() - start)
-  return times, model, float(acc)
-
-
-def numpy_epochs(arrays, epochs, lr=LR):
-  x, y, xt, yt = arrays
-  w = np.zeros((784, 10), np.float32)
-  times = []
-  for _ in range(epochs):
-    start = time.perf_counter()
-    baselines.numpy_full_batch_epoch(w, x, y, xt, yt, lr)
-    times.append(time.perf_counter() - start)
-  return times
-
-
-def target_1(m, tensors, arrays):
-  """Tutorial protocol, interleaved; steady state excludes the first epoch."""
-  runs = {"logreg_tf": [], "plain TF2 (tape)": [], "NumPy reference": []}
-  if not _SKIP_KERAS.value:
-    runs["Keras fit (NumPy arrays)"] = []
-  first = {k: [] for k in runs}
-  for _ in range(_REPEATS.value):
-    for name in runs:
-      if name == "logreg_tf":
-        t = ours_epochs(tensors, _EPOCHS.value)[0]
-      elif name.startswith("plain"):
-        t = plain_epochs(tensors, _EPOCHS.value)[0]
-      elif name.startswith("NumPy"):
-        t = numpy_epochs(arrays, max(_EPOCHS.value // 4, 5))
-      else:
-        t = baselines.keras_fit_epoch_times(*arrays, LR, _EPOCHS.value)[0]
-      first[name].append(t[0])
-      runs[name].append(float(np.median(t[1:])))
-  # Same math: 500 epochs each, final weights side by side.
-  _, steps, ours_metrics = ours_epochs(tensors, 500)
-  _, plain, plain_acc = plain_epochs(tensors, 500)
-  w_ours = steps.model.kernel.numpy()
-  w_plain = plain.w.numpy()
-  diff = float(np.max(np.abs(w_ours - w_plain)) / np.max(np.abs(w_plain)))
-  floor = floor_ms(m, int(tensors[0].shape[0]), int(tensors[2].shape[0]))
-  ours = np.median(runs["logreg_tf"]) * 1e3
-  plain_ms = np.median(runs["plain TF2 (tape)"]) * 1e3
-  return {"per_epoch": {k: stats(v) for k, v in runs.items()},
-          "first_epoch": {k: stats(v) for k, v in first.items()},
-          "floor_ms": floor, "ours_over_plain": ours / plain_ms,
-          "ours_over_floor": ours / floor,
-          "weights_max_rel_diff_vs_plain": diff,
-          "ours_500": ours_metrics, "plain_500_accuracy": plain_acc}
-
-
-def fast_config():
-  flags.FLAGS(["benchmark", f"--flagfile={REPO}/configs/fast.cfg"],
-              known_only=True)
-  return train.config_from_flags()
-
-
-def ours_to(target, config, tensors, steps=None):
-  """Seconds of training + evaluation until `target` test accuracy."""
-  x, y, xt, yt = tensors
-  if steps is None:
-    _, _, steps = loop.build(config, int(x.shape[0]))
-  start = time.perf_counter()
-  for epoch in range(1, config.num_epochs + 1):
-    steps.train_epoch(x, y, tf.constant(epoch, tf.int64))
-    if epoch % config.display_step == 0 or epoch == config.num_epochs:
-      acc = loop.evaluate(steps, xt, yt)["test_accuracy"]
-      if acc >= target:
-        return time.perf_counter() - start, epoch, acc, steps
-  return None, config.num_epochs, acc, steps
-
-
-def reset(steps, config):
-  """Back to the initial weights and step count, keeping the traced code."""
-  fresh, _, _ = loop.build(config, 1)
-  for v, init in zip(steps.model.weights, fresh.weights):
-    v.assign(init)
-  steps.optimizer.iterations.assign(0)
-
-
-def target_2(tensors, arrays, target=0.92):
-  config = fast_config()
-  rows = {"logreg_tf cold (incl. tracing, XLA compile)": [],
-          "logreg_tf warm": [], "NumPy SGD, batch 100, lr 1.0 linear": []}
-  reached = {}
-  for _ in range(_REPEATS.value):
-    t, epoch, acc, steps = ours_to(target, config, tensors)
-    rows["logreg_tf cold (incl. tracing, XLA compile)"].append(t or np.inf)
-    reset(steps, config)
-    t, epoch, acc, _ = ours_to(target, config, tensors, steps)
-    rows["logreg_tf warm"].append(t or np.inf)
-    reached["logreg_tf"] = {"epoch": epoch, "accuracy": acc}
-    t, step, acc = baselines.numpy_minibatch_to(target, *arrays)
-    rows["NumPy SGD, batch 100, lr 1.0 linear"].append(t or np.inf)
-    reached["numpy"] = {"step": step, "accuracy": acc}
-  return {"seconds": {k: stats(v) for k, v in rows.items()},
-          "reached": reached, "config": str(config)}
 
 
 def _run(cmd):
@@ -237,11 +81,11 @@ TRAIN = [sys.executable, "-m", "logreg_tf.train"]
 TUTORIAL = [f"--flagfile={REPO}/configs/tutorial.cfg"]
 
 
-def target_3():
+def target_3(repeats):
   """Whole-process times: `import tensorflow` vs a 1-epoch tutorial run."""
   _run(TRAIN + TUTORIAL + ["--num_epochs=1"])  # fills the data cache
   rows = {"python -c 'import tensorflow'": [], "logreg_tf, 1 epoch": []}
-  for _ in range(_REPEATS.value):
+  for _ in range(repeats):
     rows["python -c 'import tensorflow'"].append(
         _run([sys.executable, "-c", "import tensorflow"])[0])
     rows["logreg_tf, 1 epoch"].append(
@@ -258,25 +102,6 @@ def target_4():
                 "--plain_tutorial_only"])
   return {"logreg_tf_peak_GB": peak / 1e9, "logreg_tf_seconds": seconds,
           "status": status, "plain_tf2_peak_GB": plain[1] / 1e9}
-
-
-def target_5(tensors):
-  sizes = (10_000, 20_000, 40_000, 60_000)
-  per = {n: [] for n in sizes}
-  traces = []
-  for _ in range(_REPEATS.value):
-    for n in sizes:
-      times, steps, _ = ours_epochs(tensors, 30, n=n)
-      per[n].append(float(np.median(times[1:])))
-      traces.append(steps.train_epoch.experimental_get_tracing_count())
-  medians = np.array([np.median(per[n]) for n in sizes])
-  slope, intercept = np.polyfit(np.array(sizes, float), medians, 1)
-  fit = slope * np.array(sizes) + intercept
-  return {"per_epoch_s": {str(n): stats(per[n]) for n in sizes},
-          "ms_per_10k_examples": slope * 1e4 * 1e3, "intercept_ms":
-          intercept * 1e3, "max_rel_dev_from_line": float(
-              np.max(np.abs(fit - medians) / medians)),
-          "max_traces_per_run": max(traces)}
 
 
 def load():
@@ -296,7 +121,7 @@ def plain_tutorial_only():
   mnist = data.load(idx_dir=_IDX_DIR.value, cache_dir=None if _IDX_DIR.value
                     else cache.default_dir())
   to_x = lambda a: tf.cast(tf.constant(a), tf.float32) / 255.0  # the usual way
-  plain_epochs((to_x(mnist.train_images), tf.constant(mnist.train_labels),
+  bc.plain_epochs((to_x(mnist.train_images), tf.constant(mnist.train_labels),
                 to_x(mnist.test_images), tf.constant(mnist.test_labels)),
                500, lr=0.05)
 
@@ -352,12 +177,15 @@ def main(argv):
     plain_tutorial_only()
     return
   _, arrays, tensors = load()
-  results = {"date": datetime.date.today().isoformat(), "machine": machine()}
-  results["target_1"] = target_1(results["machine"], tensors, arrays)
-  results["target_2"] = target_2(tensors, arrays)
-  results["target_3"] = target_3()
+  results = {"date": datetime.date.today().isoformat(),
+             "machine": bc.machine()}
+  results["target_1"] = bc.target_1(results["machine"], tensors, arrays,
+                                    _REPEATS.value, _EPOCHS.value,
+                                    _SKIP_KERAS.value)
+  results["target_2"] = bc.target_2(tensors, arrays, _REPEATS.value)
+  results["target_3"] = target_3(_REPEATS.value)
   results["target_4"] = target_4()
-  results["target_5"] = target_5(tensors)
+  results["target_5"] = bc.target_5(tensors, _REPEATS.value)
   text = table(results)
   print(text)
   os.makedirs(os.path.dirname(os.path.abspath(_JSON.value)), exist_ok=True)

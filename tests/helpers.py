@@ -20,7 +20,10 @@ MOCKED_MAIN = (
 
 def run_cli(*args, mock_examples=None, env=None, timeout=120):
   """Runs `python -m logreg_tf.train ARGS`; returns CompletedProcess."""
-  full_env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **(env or {})}
+  full_env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3",
+              # Caches (decoded data, XLA kernels) stay out of $HOME.
+              "XDG_CACHE_HOME": os.path.join(REPO, ".pytest_cache", "xdg"),
+              **(env or {})}
   if mock_examples is None:
     cmd = [sys.executable, "-m", "logreg_tf.train", *args]
   else:

@@ -1,6 +1,7 @@
 """The command line: end to end on mock data, flagfiles, one-line failures."""
 
 import glob
+import json
 import os
 import re
 import time
@@ -8,6 +9,7 @@ import time
 from absl import flags
 from absl.testing import flagsaver
 import pytest
+import tensorflow as tf
 
 from logreg_tf import loop, train
 from logreg_tf.config import Config
@@ -58,6 +60,22 @@ def test_idx_route_returns_final_metrics(idx_dir, tmp_path):
   assert sorted(scalars["test/accuracy"]) == [1, 2, 3]
   assert scalars["test/accuracy"][3] == pytest.approx(
       metrics["test_accuracy"], abs=1e-6)
+
+
+def test_three_classes_train_a_softmax_over_the_subset(idx_dir, tmp_path):
+  config = Config(idx_dir=idx_dir, num_epochs=2, classes=(1, 2, 7),
+                  model_dir=str(tmp_path), learning_rate=0.01)
+  metrics = loop.train_and_evaluate(config)
+  with open(tmp_path / "run.json") as f:
+    record = json.load(f)
+  # The IDX fixture's labels cycle 0-9: 12 of its 40 test examples are 1, 2
+  # or 7, and accuracy is counted over those alone.
+  assert record["dataset"]["test_examples"] == 12
+  assert record["dataset"]["train_examples"] == 36
+  assert round(metrics["test_accuracy"] * 12) == metrics["test_accuracy"] * 12
+  reader = tf.train.load_checkpoint(str(tmp_path / "checkpoints"))
+  shapes = reader.get_variable_to_shape_map()
+  assert shapes["model/kernel/.ATTRIBUTES/VARIABLE_VALUE"] == [784, 3]
 
 
 def _parse(*argv):

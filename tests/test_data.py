@@ -58,3 +58,12 @@ def test_fingerprint_follows_content():
   images2[0, 0] ^= 1
   c = data.Mnist(images2, labels, images, labels, source="c")
   assert a.fingerprint() == b.fingerprint() != c.fingerprint()
+
+
+def test_a_class_without_examples_is_a_data_error():
+  images = np.zeros((4, 784), np.uint8)
+  mnist = data.Mnist(images, np.array([3, 8, 3, 8]), images[:2],
+                     np.array([3, 3]), source="test")
+  with pytest.raises(DataError, match="test split of test has no examples "
+                     "of digit\\(s\\) 8"):
+    data.select_classes(mnist, (3, 8))
