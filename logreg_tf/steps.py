@@ -5,10 +5,11 @@ step branches on a flag: every choice (head, full or mini batch, schedule,
 penalty) is made once, when the functions are built.
 
 The gradient is the tutorial's closed form, dJ/dW = X^T (P - Y) / N + l2 W,
-computed from the fused loss-and-delta kernel: it is what autodiff computes
-for this model, without the tape's bookkeeping, and the tests hold it to both
-the NumPy reference and tf.GradientTape. X is read twice per step, once for
-the logits and once for the gradient, and nothing else of its size is made.
+with P - Y from the head's XLA-fused loss-and-delta pass: it is what autodiff
+computes for this model, without the tape's bookkeeping, and the tests hold
+it to both the NumPy reference and tf.GradientTape. X is read twice per step,
+once for the logits and once for the gradient, and nothing else of its size
+is made.
 """
 
 import tensorflow as tf

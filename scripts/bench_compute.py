@@ -113,6 +113,20 @@ def numpy_epochs(arrays, epochs, lr=LR):
   return times
 
 
+def products_ms(tensors):
+  """The two products of a step, alone: what bounds an epoch here."""
+  x = tensors[0]
+  w = tf.zeros([x.shape[1], 10])
+  delta = tf.zeros([x.shape[0], 10])
+  forward = tf.function(lambda: tf.matmul(x, w))
+  backward = tf.function(lambda: tf.matmul(delta, x, transpose_a=True))
+  out = {}
+  for name, fn in (("X W", forward), ("(P - Y)^T X", backward)):
+    fn().numpy()
+    out[name] = 1e3 * float(np.median(timed(lambda: fn().numpy(), 30)))
+  return out
+
+
 def target_1(m, tensors, arrays, repeats, epochs, skip_keras):
   """Tutorial protocol, interleaved; steady state excludes the first epoch."""
   runs = {"logreg_tf": [], "plain TF2 (tape)": [], "NumPy reference": []}
@@ -138,11 +152,13 @@ def target_1(m, tensors, arrays, repeats, epochs, skip_keras):
   w_plain = plain.w.numpy()
   diff = float(np.max(np.abs(w_ours - w_plain)) / np.max(np.abs(w_plain)))
   floor = floor_ms(m, int(tensors[0].shape[0]), int(tensors[2].shape[0]))
+  products = products_ms(tensors)
   ours = np.median(runs["logreg_tf"]) * 1e3
   plain_ms = np.median(runs["plain TF2 (tape)"]) * 1e3
   return {"per_epoch": {k: stats(v) for k, v in runs.items()},
           "first_epoch": {k: stats(v) for k, v in first.items()},
-          "floor_ms": floor, "ours_over_plain": ours / plain_ms,
+          "floor_ms": floor, "products_ms": products,
+          "ours_over_plain": ours / plain_ms,
           "ours_over_floor": ours / floor,
           "weights_max_rel_diff_vs_plain": diff,
           "ours_500": ours_metrics, "plain_500_accuracy": plain_acc}

@@ -139,6 +139,8 @@ def table(r):
                  f"{fmt(s)} |")
   lines += [
       f"| 1. floor from bandwidth and matmul rate | {t1['floor_ms']:.2f} ms |",
+      "| 1. the step's two products alone, TF kernels | " + ", ".join(
+          f"{k}: {v:.2f} ms" for k, v in t1["products_ms"].items()) + " |",
       f"| 1. logreg_tf / plain TF2 (target <= 0.5) | "
       f"{t1['ours_over_plain']:.2f} |",
       f"| 1. logreg_tf / floor (target <= 2) | {t1['ours_over_floor']:.2f} |",
