@@ -39,8 +39,12 @@ def build(config: Config, num_train: int):
 
 def evaluate(steps: Steps, x, y) -> Dict[str, float]:
   loss, correct = steps.eval_step(x, y)
+  return _test_metrics(loss, correct, y)
+
+
+def _test_metrics(loss, correct, y) -> Dict[str, float]:
   return {"test_loss": float(loss),
-          "test_accuracy": int(correct) / int(tf.shape(y)[0])}
+          "test_accuracy": int(correct) / int(y.shape[0])}
 
 
 def _prepare_model_dir(config: Config) -> None:
@@ -70,11 +74,23 @@ class _Run:
     self.x_train, self.y_train, self.x_test, self.y_test = tensors
     self.train_loss = tf.Variable(float("nan"), trainable=False)
 
-  def log(self, epoch: int) -> Dict[str, float]:
+  def log(self, epoch: int, test_metrics=None) -> Dict[str, float]:
+    if test_metrics is None:
+      test_metrics = evaluate(self.steps, self.x_test, self.y_test)
     metrics = {"epoch": epoch, "train_loss": float(self.train_loss),
-               **evaluate(self.steps, self.x_test, self.y_test)}
+               **test_metrics}
     self.reporter.report(epoch, metrics)
     return metrics
+
+  def train(self, epoch: int, display: bool):
+    """One epoch; with `display`, the test evaluation in the same call."""
+    epoch_t = tf.constant(epoch, tf.int64)
+    if not display:
+      return (*self.steps.train_epoch(self.x_train, self.y_train, epoch_t),
+              None)
+    loss, taken, ok, test_loss, correct = self.steps.train_epoch_and_eval(
+        self.x_train, self.y_train, epoch_t, self.x_test, self.y_test)
+    return loss, taken, ok, _test_metrics(test_loss, correct, self.y_test)
 
   def epochs(self, start: int) -> Dict[str, float]:
     c = self.config
@@ -84,14 +100,14 @@ class _Run:
       return self.log(start)
     metrics = {}
     for epoch in range(start + 1, c.num_epochs + 1):
-      loss, taken, ok = self.steps.train_epoch(
-          self.x_train, self.y_train, tf.constant(epoch, tf.int64))
+      last = epoch == c.num_epochs
+      display = epoch % c.display_step == 0 or last
+      loss, taken, ok, test_metrics = self.train(epoch, display)
       if not ok:
         raise _diverged(epoch, taken, loss, self.optimizer, self.ckpt)
       self.train_loss.assign(loss)
-      last = epoch == c.num_epochs
-      if epoch % c.display_step == 0 or last:
-        metrics = self.log(epoch)
+      if display:
+        metrics = self.log(epoch, test_metrics)
       saved = self.ckpt and (epoch % c.checkpoint_every == 0 or last)
       if saved:
         self.ckpt.save(epoch)

@@ -167,7 +167,7 @@ def table(r):
       f"| 5. linear fit | {t5['ms_per_10k_examples']:.2f} ms per 10k examples"
       f" + {t5['intercept_ms']:.2f} ms; largest deviation "
       f"{100 * t5['max_rel_dev_from_line']:.0f}% |",
-      f"| 5. traces of the epoch function per run (target 1) | "
+      f"| 5. traces of the epoch (+ eval) function per run (target 1) | "
       f"{t5['max_traces_per_run']} |"]
   return "\n".join(lines)
 
