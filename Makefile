@@ -17,7 +17,7 @@ export TFDS_DATA_DIR := $(SHARED_TFDS)
 endif
 endif
 
-.PHONY: venv train test test-slow bench clean
+.PHONY: venv train test bench clean
 
 venv: $(STAMP)
 
@@ -31,10 +31,7 @@ train: $(STAMP)
 	$(PY) -m logreg_tf.train $(if $(CONFIG),--flagfile=configs/$(CONFIG).cfg) --model_dir=$(RUN_DIR) $(ARGS)
 
 test: $(STAMP)
-	$(PY) -m pytest -m "not slow" $(ARGS)
-
-test-slow: $(STAMP)
-	$(PY) -m pytest -m slow $(ARGS)
+	$(PY) -m pytest $(ARGS)
 
 bench: $(STAMP)
 	$(PY) scripts/benchmark.py $(ARGS)

@@ -5,6 +5,7 @@ fails the run instead (see conftest.py).
 """
 
 import hashlib
+import re
 
 from absl import flags
 from absl.testing import flagsaver
@@ -50,6 +51,35 @@ def test_one_epoch_of_minibatch_sgd(shared_tfds_dir):
       data_dir=shared_tfds_dir, batch_size=100, learning_rate=0.5,
       num_epochs=1))
   assert metrics["test_accuracy"] > 0.89
+
+
+def _documented_accuracy(path):
+  """The accuracy a flagfile's first line promises, e.g. 'test accuracy 0.9261'."""
+  with open(path) as f:
+    match = re.search(r"test accuracy (0\.\d{4})", f.readline())
+  assert match, f"{path} does not state its accuracy on its first line"
+  return float(match.group(1))
+
+
+@pytest.mark.parametrize("name", ["tutorial", "smoke", "best", "fast"])
+@flagsaver.flagsaver
+def test_each_config_reaches_the_accuracy_it_documents(shared_tfds_dir, name):
+  # The figures in configs/ and README were measured on this project's CPU;
+  # another CPU's float rounding may move a few of 10,000 test examples.
+  path = REPO / "configs" / f"{name}.cfg"
+  flags.FLAGS.unparse_flags()
+  train.parse_flags(["logreg-train", f"--flagfile={path}"])
+  config = dataclasses.replace(train.config_from_flags(),
+                               data_dir=shared_tfds_dir, cache_dir=None)
+  metrics = loop.train_and_evaluate(config)
+  assert metrics["test_accuracy"] == pytest.approx(
+      _documented_accuracy(path), abs=0.002)
+
+
+def test_defaults_reach_the_readme_figure(shared_tfds_dir):
+  metrics = loop.train_and_evaluate(Config(data_dir=shared_tfds_dir))
+  assert metrics["epoch"] == 500
+  assert metrics["test_accuracy"] == pytest.approx(0.8894, abs=0.002)
 
 
 @flagsaver.flagsaver
