@@ -59,7 +59,6 @@ def machine():
   mm = tf.function(lambda: tf.reduce_sum(tf.matmul(a, a)))
   mm().numpy()
   t_mm = min(timed(lambda: mm().numpy(), 10))
-  del big
   return {"read_GBps": 512 * 2**20 / t_read / 1e9,
           "matmul_GFLOPps": 2 * 2048**3 / t_mm / 1e9,
           "cpu": _cpu_name(),
@@ -126,7 +125,7 @@ def products_ms(tensors):
   out = {}
   for name, fn in (("X W", forward), ("(P - Y)^T X", backward)):
     fn().numpy()
-    out[name] = 1e3 * float(np.median(timed(lambda: fn().numpy(), 30)))
+    out[name] = 1e3 * float(np.median(timed(lambda f=fn: f().numpy(), 30)))
   return out
 
 
