@@ -175,21 +175,24 @@ def main(argv) -> None:
   config = config_from_flags()
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")  # C++ INFO chatter
   _xla_cache(config.cache_dir)
-  # Imported here so that --help and flag errors answer before TensorFlow loads.
-  from logreg_tf import loop
+  # A signal from here on, even while TensorFlow loads, stops the run after
+  # its current step, saved; no KeyboardInterrupt traceback.
   from logreg_tf.interrupts import Interrupted, StopRequest
-  import tensorflow as tf
-  # Same flags and seed give the same bits: no nondeterministic kernels.
-  tf.config.experimental.enable_op_determinism()
   stop = StopRequest()
-  try:
-    with stop.installed():
+  with stop.installed():
+    # Imported here so that --help and flag errors answer before TensorFlow
+    # loads.
+    from logreg_tf import loop
+    import tensorflow as tf
+    # Same flags and seed give the same bits: no nondeterministic kernels.
+    tf.config.experimental.enable_op_determinism()
+    try:
       metrics = loop.train_and_evaluate(config, stop)
-  except (UserError, DivergenceError) as e:
-    _fail(str(e), e.exit_code)
-  except Interrupted as e:
-    logging.warning("%s", e)
-    sys.exit(e.exit_code)
+    except (UserError, DivergenceError) as e:
+      _fail(str(e), e.exit_code)
+    except Interrupted as e:
+      logging.warning("%s", e)
+      sys.exit(e.exit_code)
   logging.info("final: %s", metrics)
 
 
