@@ -26,6 +26,13 @@ def _penalty(W, reg):
   return 0.5 * reg * np.sum(W * W)
 
 
+def _mean_plus_penalty(loss_sum, grad_sum, n, W, reg):
+  """The naive versions' last step: per-example sums to the objective."""
+  loss = loss_sum / n + _penalty(W, reg)
+  grad = grad_sum / n + reg * W
+  return W.dtype.type(loss), grad.astype(W.dtype)
+
+
 def softmax_loss_naive(W, X, y, reg):
   """Loops over examples and classes. W [D, C], X [N, D], y [N] in 0..C-1."""
   W, X, y = _inputs(W, X, y)
@@ -42,9 +49,7 @@ def softmax_loss_naive(W, X, y, reg):
     for j in range(classes):
       p = np.exp(scores[j] - log_norm)
       dW[:, j] += (p - (j == y[i])) * X[i]
-  loss = loss / n + _penalty(W, reg)
-  dW = dW / n + reg * W
-  return W.dtype.type(loss), dW.astype(W.dtype)
+  return _mean_plus_penalty(loss, dW, n, W, reg)
 
 
 def softmax_loss_vectorized(W, X, y, reg):
@@ -84,9 +89,7 @@ def sigmoid_loss_naive(w, X, y, reg):
     # -(y log p + (1 - y) log(1 - p)) = softplus(z) - y z
     loss += _softplus(z) - y[i] * z
     dw += (_sigmoid(z) - y[i]) * X[i]
-  loss = loss / n + _penalty(w, reg)
-  dw = dw / n + reg * w
-  return w.dtype.type(loss), dw.astype(w.dtype)
+  return _mean_plus_penalty(loss, dw, n, w, reg)
 
 
 def sigmoid_loss_vectorized(w, X, y, reg):
