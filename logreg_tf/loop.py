@@ -56,20 +56,20 @@ def _prepare_model_dir(config: Config) -> None:
     raise UserError(f"--model_dir={config.model_dir!r}: {e.strerror}") from e
 
 
-def _diverged(epoch, taken, loss, optimizer, ckpt) -> DivergenceError:
+def _diverged(epoch, taken, loss, steps, ckpt) -> DivergenceError:
   last = ckpt.latest if ckpt else None
   return DivergenceError(
       f"training diverged at epoch {epoch}, step {int(taken)} of the epoch "
-      f"(global step {int(optimizer.iterations)}): loss {float(loss)} or a "
-      f"weight is not finite; last good checkpoint: {last or 'none'}; try a "
-      "smaller --learning_rate")
+      f"(global step {int(steps.optimizer.iterations)}): loss {float(loss)} "
+      f"or a weight is not finite; last good checkpoint: {last or 'none'}; "
+      "try a smaller --learning_rate")
 
 
 class _Run:
   """One invocation's state: data tensors, steps, outputs."""
 
-  def __init__(self, config, tensors, steps, optimizer, reporter, ckpt, stop):
-    self.config, self.steps, self.optimizer = config, steps, optimizer
+  def __init__(self, config, tensors, steps, reporter, ckpt, stop):
+    self.config, self.steps = config, steps
     self.reporter, self.ckpt, self.stop = reporter, ckpt, stop
     self.x_train, self.y_train, self.x_test, self.y_test = tensors
     self.train_loss = tf.Variable(float("nan"), trainable=False)
@@ -104,7 +104,7 @@ class _Run:
       display = epoch % c.display_step == 0 or last
       loss, taken, ok, test_metrics = self.train(epoch, display)
       if not ok:
-        raise _diverged(epoch, taken, loss, self.optimizer, self.ckpt)
+        raise _diverged(epoch, taken, loss, self.steps, self.ckpt)
       self.train_loss.assign(loss)
       if display:
         metrics = self.log(epoch, test_metrics)
@@ -144,7 +144,7 @@ def train_and_evaluate(config: Config,
   if config.model_dir:
     _prepare_model_dir(config)
     ckpt = checkpoints.Checkpointer(config.model_dir, model, optimizer, config)
-  run = _Run(config, tensors, steps, optimizer,
+  run = _Run(config, tensors, steps,
              Reporter(config.model_dir, config.num_epochs), ckpt, stop)
   if ckpt:
     ckpt.track(train_loss=run.train_loss)
