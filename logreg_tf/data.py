@@ -38,8 +38,9 @@ class Mnist:
 
 
 def _flat(images: np.ndarray, labels: np.ndarray):
-  return (images.reshape(len(images), NUM_FEATURES).astype(np.uint8),
-          labels.reshape(-1).astype(np.int64))
+  return (images.reshape(len(images), NUM_FEATURES).astype(np.uint8,
+                                                          copy=False),
+          labels.reshape(-1).astype(np.int64, copy=False))
 
 
 def load_idx(idx_dir: str) -> Mnist:
