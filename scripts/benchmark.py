@@ -104,9 +104,14 @@ def target_4():
           "status": status, "plain_tf2_peak_GB": plain[1] / 1e9}
 
 
+def _mnist():
+  """The same data for every measurement: IDX files, or TFDS via the cache."""
+  return data.load(idx_dir=_IDX_DIR.value, cache_dir=None if _IDX_DIR.value
+                   else cache.default_dir())
+
+
 def load():
-  mnist = data.load(idx_dir=_IDX_DIR.value, cache_dir=None if _IDX_DIR.value
-                    else cache.default_dir())
+  mnist = _mnist()
   arrays = (mnist.train_images.astype(np.float32) / np.float32(255),
             mnist.train_labels, mnist.test_images.astype(np.float32)
             / np.float32(255), mnist.test_labels)
@@ -118,8 +123,7 @@ def load():
 
 
 def plain_tutorial_only():
-  mnist = data.load(idx_dir=_IDX_DIR.value, cache_dir=None if _IDX_DIR.value
-                    else cache.default_dir())
+  mnist = _mnist()
   to_x = lambda a: tf.cast(tf.constant(a), tf.float32) / 255.0  # the usual way
   bc.plain_epochs((to_x(mnist.train_images), tf.constant(mnist.train_labels),
                 to_x(mnist.test_images), tf.constant(mnist.test_labels)),
