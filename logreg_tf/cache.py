@@ -1,19 +1,24 @@
-"""Decoded MNIST kept on disk, so that a run does not decode 70,000 PNGs.
+"""Decoded datasets kept on disk, so that a run does not decode them again.
 
-The key is the prepared TFDS directory itself: its path and the name, size
-and modification time of every file in it. Rebuilding or replacing the data
-changes the key; a damaged cache file is ignored and written again. Writes go
-to a temporary file renamed into place, so readers never see half a file.
+The key is the prepared TFDS directory itself (its path and the name, size
+and modification time of every file in it) and the splits read: rebuilding or
+replacing the data changes the key. A cache file holds the arrays and the
+dataset's description; one that is damaged, or whose arrays do not fit its
+description, is ignored and written again. Writes go to a temporary file
+renamed into place, so readers never see half a file.
 """
 
 import glob
 import hashlib
+import json
 import os
 import zipfile
-from typing import Dict, Optional
+from typing import Optional, Sequence
 
 from absl import logging
 import numpy as np
+
+from logreg_tf.dataset import Dataset, DatasetInfo
 
 ARRAYS = ("train_images", "train_labels", "test_images", "test_labels")
 
@@ -24,11 +29,16 @@ def default_dir() -> str:
   return os.path.join(base, "logreg_tf")
 
 
+def tfds_root(data_dir: Optional[str]) -> str:
+  """Where TFDS looks for prepared datasets."""
+  return (data_dir or os.environ.get("TFDS_DATA_DIR")
+          or os.path.join(os.path.expanduser("~"), "tensorflow_datasets"))
+
+
 def tfds_version_dir(data_dir: Optional[str], name: str) -> Optional[str]:
   """The newest prepared version of `name` where TFDS would look, if any."""
-  root = (data_dir or os.environ.get("TFDS_DATA_DIR")
-          or os.path.join(os.path.expanduser("~"), "tensorflow_datasets"))
-  found = glob.glob(os.path.join(root, name, "*", "dataset_info.json"))
+  found = glob.glob(os.path.join(tfds_root(data_dir), name, "*",
+                                 "dataset_info.json"))
 
   def version(path):
     text = os.path.basename(os.path.dirname(path))
@@ -40,8 +50,9 @@ def tfds_version_dir(data_dir: Optional[str], name: str) -> Optional[str]:
   return os.path.dirname(max(found, key=version)) if found else None
 
 
-def _key(version_dir: str) -> str:
+def _key(version_dir: str, splits: Sequence[str]) -> str:
   h = hashlib.sha256(os.path.abspath(version_dir).encode())
+  h.update(repr(tuple(splits)).encode())
   for entry in sorted(os.scandir(version_dir), key=lambda e: e.name):
     if entry.is_file():
       st = entry.stat()
@@ -49,32 +60,60 @@ def _key(version_dir: str) -> str:
   return h.hexdigest()[:24]
 
 
-def _path(cache_dir: str, version_dir: str) -> str:
-  return os.path.join(cache_dir, f"mnist-{_key(version_dir)}.npz")
+def _path(cache_dir: str, version_dir: str, splits: Sequence[str]) -> str:
+  # emnist/balanced/3.0.0 -> emnist-balanced-3.0.0-KEY.npz
+  root = os.path.dirname(os.path.dirname(os.path.abspath(version_dir)))
+  name = os.path.relpath(version_dir, root).replace(os.sep, "-")
+  return os.path.join(cache_dir, f"{name}-{_key(version_dir, splits)}.npz")
 
 
-def load(cache_dir: str, version_dir: str) -> Optional[Dict[str, np.ndarray]]:
-  path = _path(cache_dir, version_dir)
+def _fits(info: DatasetInfo, arrays) -> bool:
+  """Arrays of the shapes and dtypes that the description promises."""
+  for split in ("train", "test"):
+    images, labels = arrays[f"{split}_images"], arrays[f"{split}_labels"]
+    if (images.dtype != np.uint8 or images.ndim != 2
+        or images.shape[1] != info.num_features or labels.dtype != np.int64
+        or labels.shape != (len(images),)
+        or (len(labels) and not 0 <= labels.min() <= labels.max()
+            < info.num_classes)):
+      return False
+  return True
+
+
+def load(cache_dir: str, version_dir: str,
+         splits: Sequence[str]) -> Optional[Dataset]:
+  path = _path(cache_dir, version_dir, splits)
   if not os.path.exists(path):
     return None
   try:
     with np.load(path) as f:
       arrays = {k: f[k] for k in ARRAYS}
-  except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile) as e:
+      fields = json.loads(str(f["info"]))
+    fields["image_shape"] = tuple(fields["image_shape"])
+    fields["class_names"] = tuple(fields["class_names"])
+    info = DatasetInfo(**fields)
+  except (OSError, EOFError, ValueError, KeyError, TypeError,
+          zipfile.BadZipFile) as e:
     logging.warning("ignoring the damaged cache file %s (%s)", path, e)
     return None
+  if not _fits(info, arrays):
+    logging.warning("ignoring the cache file %s: its arrays do not fit the "
+                    "dataset's description", path)
+    return None
   logging.info("data: decoded arrays from the cache %s", path)
-  return arrays
+  return Dataset(info, **arrays)
 
 
-def store(cache_dir: str, version_dir: str, arrays: Dict[str, np.ndarray]):
+def store(cache_dir: str, version_dir: str, splits: Sequence[str],
+          data: Dataset) -> None:
   """Best effort: a cache that cannot be written only costs time."""
-  path = _path(cache_dir, version_dir)
+  path = _path(cache_dir, version_dir, splits)
   tmp = f"{path}.{os.getpid()}.tmp"
   try:
     os.makedirs(cache_dir, exist_ok=True)
     with open(tmp, "wb") as f:
-      np.savez(f, **{k: arrays[k] for k in ARRAYS})
+      np.savez(f, info=np.array(json.dumps(data.info.to_json())),
+               **{k: getattr(data, k) for k in ARRAYS})
     os.replace(tmp, path)
   except OSError as e:
     logging.warning("could not write the data cache %s (%s)", path, e)

@@ -1,9 +1,10 @@
 """Checkpoints that resume a run exactly, and refuse one of another run.
 
-A checkpoint holds the weights, the optimizer's iteration count, the epoch
-reached, the seed (with the epoch it decides every later shuffle) and the run's
-spec: what the model is (classes, outputs, bias) and how it was trained. The
-spec travels inside the checkpoint, so it can never disagree with the weights.
+A checkpoint holds the weights, the optimizer's step count, the epoch reached,
+the last train loss and the run's spec: what the model is (dataset, input
+shape, classes, outputs, bias) and how it was trained. The spec travels inside
+the checkpoint, so it can never disagree with the weights. The shuffle order
+of every later epoch follows from the spec's seed and the epoch.
 
 TensorFlow writes each checkpoint under temporary names and then updates the
 `checkpoint` state file atomically: a crash while saving leaves the previous
@@ -12,8 +13,6 @@ are tried in turn.
 """
 
 import json
-import os
-import shutil
 from typing import Optional
 
 from absl import logging
@@ -22,42 +21,54 @@ import tensorflow as tf
 
 from logreg_tf.errors import UserError
 
-SUBDIR = "checkpoints"
 _SPEC_KEY = "spec/.ATTRIBUTES/VARIABLE_VALUE"
 # Must match for a resume at all: what the weights mean.
+DATA_FIELDS = ("dataset", "image_shape")
 MODEL_FIELDS = ("classes", "num_outputs", "use_bias")
 # May differ, but then the run no longer equals one done in one go.
-TRAINING_FIELDS = ("learning_rate", "lr_schedule", "num_epochs", "batch_size",
-                   "seed", "l2", "init")
+TRAINING_FIELDS = ("dataset_version", "learning_rate", "lr_schedule",
+                   "num_epochs", "batch_size", "seed", "l2", "init")
 
 
-def run_spec(config) -> dict:
-  spec = {k: getattr(config, k) for k in MODEL_FIELDS + TRAINING_FIELDS}
-  spec["classes"] = list(spec["classes"]) if spec["classes"] else None
-  return spec
+def run_spec(config, info, outputs: int) -> dict:
+  """What the checkpoint says of the run: from its config and its data."""
+  return {
+      "dataset": info.name, "dataset_version": info.version,
+      "image_shape": list(info.image_shape),
+      "classes": list(info.class_names), "num_outputs": outputs,
+      **{k: getattr(config, k) for k in TRAINING_FIELDS + MODEL_FIELDS
+         if hasattr(config, k) and k != "classes"},
+  }
 
 
-def _describe(spec: dict) -> str:
-  classes = ",".join(map(str, spec["classes"])) if spec["classes"] else "all"
+def _describe_data(spec: dict) -> str:
+  shape = "x".join(map(str, spec.get("image_shape") or ()))
+  return f"{spec.get('dataset')} ({shape} images)"
+
+
+def _describe_model(spec: dict) -> str:
+  classes = ",".join(map(str, spec["classes"] or ()))
   bias = "bias" if spec["use_bias"] else "no bias"
   return f"classes {classes}, {spec['num_outputs']} outputs, {bias}"
 
 
 class Checkpointer:
-  """Saves and restores one run's state under MODEL_DIR/checkpoints."""
+  """Saves and restores one run's state in the model directory."""
 
-  def __init__(self, model_dir: str, model, optimizer, config):
-    self.directory = os.path.join(model_dir, SUBDIR)
-    self.spec = run_spec(config)
+  def __init__(self, directory: str, model, optimizer, spec: dict,
+               keep: int):
+    self.spec = spec
     self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
-    self.seed = tf.Variable(config.seed, dtype=tf.int64, trainable=False,
-                            name="seed")
     self._model = model
+    self._optimizer = optimizer
+    # Of the optimizer only its step count: a rate given on the command line
+    # is never overwritten by a saved one.
     self._checkpoint = tf.train.Checkpoint(
-        model=model, optimizer=optimizer, epoch=self.epoch, seed=self.seed,
-        spec=tf.Variable(json.dumps(self.spec, sort_keys=True)))
+        model=model, optimizer=tf.train.Checkpoint(
+            iterations=optimizer.iterations),
+        epoch=self.epoch, spec=tf.Variable(json.dumps(spec, sort_keys=True)))
     self._manager = tf.train.CheckpointManager(
-        self._checkpoint, self.directory, max_to_keep=config.keep_checkpoints)
+        self._checkpoint, directory, max_to_keep=keep)
 
   def track(self, **trackables) -> None:
     """Adds more state (e.g. the last epoch's train loss) to the checkpoint."""
@@ -84,16 +95,19 @@ class Checkpointer:
       self._check_compatible(saved, path)
       self._checkpoint.restore(path).assert_existing_objects_matched()
       logging.info("resuming from %s at epoch %d (global step %d)", path,
-                   int(self.epoch), int(self._checkpoint.optimizer.iterations))
+                   int(self.epoch), int(self._optimizer.iterations))
       return int(self.epoch)
     return 0
 
   def _check_compatible(self, saved: dict, path: str) -> None:
-    if any(saved.get(k) != self.spec[k] for k in MODEL_FIELDS):
-      raise UserError(
-          f"--model_dir holds a checkpoint of another run ({path}: "
-          f"{_describe(saved)}) but this run has {_describe(self.spec)}; use "
-          "another --model_dir, or --fresh to start over there")
+    for fields, what, verb, describe in (
+        (DATA_FIELDS, "dataset", "trains on", _describe_data),
+        (MODEL_FIELDS, "run", "has", _describe_model)):
+      if any(saved.get(k) != self.spec[k] for k in fields):
+        raise UserError(
+            f"--model_dir holds a checkpoint of another {what} ({path}: "
+            f"{describe(saved)}) but this run {verb} {describe(self.spec)}; "
+            "use another --model_dir, or --fresh to start over there")
     fields = TRAINING_FIELDS
     if saved.get("lr_schedule") == self.spec["lr_schedule"] == "constant":
       fields = tuple(k for k in fields if k != "num_epochs")  # no schedule
@@ -106,18 +120,10 @@ class Checkpointer:
 
   def save(self, epoch: int) -> str:
     """Saves at `epoch`; refuses to write non-finite weights."""
-    for v in self._model.weights:
+    for v in self._model.trainable_variables:
       if not np.all(np.isfinite(v.numpy())):
         raise ValueError(f"refusing to checkpoint non-finite {v.name}")
     self.epoch.assign(epoch)
     path = self._manager.save(checkpoint_number=epoch)
     logging.info("saved checkpoint %s", path)
     return path
-
-
-def clear(model_dir: str) -> None:
-  """--fresh: removes what earlier runs left in model_dir (only our files)."""
-  shutil.rmtree(os.path.join(model_dir, SUBDIR), ignore_errors=True)
-  for name in os.listdir(model_dir) if os.path.isdir(model_dir) else []:
-    if name.startswith("events.out.tfevents.") or name == "run.json":
-      os.remove(os.path.join(model_dir, name))

@@ -1,22 +1,31 @@
-"""The frozen run configuration that library code takes instead of flags."""
+"""What a run is (`RunConfig`) and where it reads and writes (`Storage`).
+
+The first defines the trained model and its result: it is what TensorBoard's
+hparams and the checkpoint's spec record. The second only says where data,
+caches and outputs live and how often to save; it goes to run.json alone.
+"""
 
 import dataclasses
 from typing import Optional, Tuple
 
 from logreg_tf.errors import UserError
 
-NUM_DIGITS = 10
-
 
 @dataclasses.dataclass(frozen=True)
-class Config:
-  """Everything that changes a training run.
+class RunConfig:
+  """Everything that changes what a training run computes.
 
-  `batch_size=None` means the whole training set: one step per epoch, as in the
-  tutorial. `classes=None` means all ten digits; two classes select the
+  `batch_size=None` means the whole training set: one step per epoch, as in
+  the tutorial. `classes=None` means every class of the dataset; otherwise
+  the classes as the user named them (names or indices), resolved against the
+  dataset's own class names once it is loaded. Two classes select the
   binomial (sigmoid) model, more select a softmax over that subset.
   """
 
+  dataset: str = "mnist"
+  train_split: str = "train"
+  test_split: str = "test"
+  classes: Optional[Tuple[str, ...]] = None
   learning_rate: float = 0.05
   lr_schedule: str = "constant"  # or "linear": decays to 0 at the last step.
   num_epochs: int = 500
@@ -26,42 +35,41 @@ class Config:
   init: str = "zeros"  # or "normal": the tutorial's standard normal weights.
   use_bias: bool = True
   l2: float = 0.0
-  classes: Optional[Tuple[int, ...]] = None
+
+  def is_display_epoch(self, epoch: int) -> bool:
+    """Evaluated and logged: every `display_step` epochs, and the last."""
+    return epoch % self.display_step == 0 or epoch == self.num_epochs
+
+
+@dataclasses.dataclass(frozen=True)
+class Storage:
+  """Where a run reads its data and writes its outputs; nothing it computes."""
+
   model_dir: Optional[str] = None
   data_dir: Optional[str] = None
   idx_dir: Optional[str] = None
-  cache_dir: Optional[str] = None  # decoded-MNIST cache; None: no cache
+  cache_dir: Optional[str] = None  # decoded data and XLA kernels; None: off
   checkpoint_every: int = 10
   keep_checkpoints: int = 3
   fresh: bool = False
 
-  @property
-  def num_classes(self) -> int:
-    return NUM_DIGITS if self.classes is None else len(self.classes)
 
-  @property
-  def num_outputs(self) -> int:
-    """Logits per example: one for the binomial model, else one per class."""
-    return 1 if self.num_classes == 2 else self.num_classes
+def parse_classes(text: str) -> Optional[Tuple[str, ...]]:
+  """Parses '3,8' or 'Sandal, Sneaker' into a tuple; empty means all classes.
 
-
-def parse_classes(text: str) -> Optional[Tuple[int, ...]]:
-  """Parses '3,8' into (3, 8); an empty string means all ten digits.
-
-  Errors give only the reason: the flag machinery prefixes flag and value.
+  Only the form is checked here; whether each is a class of the dataset is
+  known once its description is read (`data.resolve_classes`). Errors give
+  only the reason: the flag machinery prefixes flag and value.
   """
   text = text.strip()
   if not text:
     return None
-  parts = [p.strip() for p in text.split(",")]
-  if not all(p.isdigit() for p in parts):
-    raise UserError("expected comma-separated digits 0-9, e.g. 3,8")
-  digits = tuple(int(p) for p in parts)
-  bad = [d for d in digits if d >= NUM_DIGITS]
-  if bad:
-    raise UserError(f"digit {bad[0]} is out of range 0-9")
-  if len(set(digits)) != len(digits):
-    raise UserError("a digit is repeated; give each digit once")
-  if len(digits) < 2:
-    raise UserError("give at least two digits (two: binomial, more: softmax)")
-  return digits
+  parts = tuple(p.strip() for p in text.split(","))
+  if not all(parts):
+    raise UserError("an empty class name; give comma-separated class names "
+                    "or indices, e.g. 3,8")
+  if len(set(parts)) != len(parts):
+    raise UserError("a class is repeated; give each class once")
+  if len(parts) < 2:
+    raise UserError("give at least two classes (two: binomial, more: softmax)")
+  return parts

@@ -1,8 +1,10 @@
-"""Reads the four MNIST IDX files, plain or gzip-compressed, checking content.
+"""Reads a dataset's four IDX files (MNIST's format and file names), plain or
+gzip-compressed, checking content.
 
-A recompressed copy has another gzip checksum than the one TFDS registers, so
-instead of checksums we check what matters: magic numbers, dimensions, that the
-payload has exactly the announced size, and that images and labels agree.
+MNIST, Fashion-MNIST and KMNIST ship in this format. A recompressed copy has
+another gzip checksum than the one TFDS registers, so instead of checksums we
+check what matters: magic numbers, dimensions, that the payload has exactly
+the announced size, and that images and labels agree.
 """
 
 import gzip
@@ -11,6 +13,8 @@ import zlib
 
 import numpy as np
 
+from logreg_tf import tfds_source
+from logreg_tf.dataset import Dataset, DatasetInfo
 from logreg_tf.errors import DataError
 
 FILES = {
@@ -18,7 +22,6 @@ FILES = {
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
 }
 _UBYTE = 0x08
-IMAGE_SHAPE = (28, 28)
 
 
 def find_file(idx_dir: str, name: str) -> str:
@@ -67,21 +70,43 @@ def read_idx(path: str, ndim: int) -> np.ndarray:
 
 
 def load_split(idx_dir: str, split: str):
-  """Returns (images uint8 [N, 28, 28], labels uint8 [N]) for one split."""
+  """Returns (images uint8 [N, H, W], labels int64 [N], labels' path)."""
   images_name, labels_name = FILES[split]
   images_path = find_file(idx_dir, images_name)
   labels_path = find_file(idx_dir, labels_name)
   images = read_idx(images_path, 3)
-  labels = read_idx(labels_path, 1)
-  if images.shape[1:] != IMAGE_SHAPE:
-    raise DataError(
-        f"IDX file {images_path}: images are {images.shape[1]}x"
-        f"{images.shape[2]}, expected 28x28")
+  labels = read_idx(labels_path, 1).astype(np.int64)
   if len(images) != len(labels):
     raise DataError(
         f"IDX files disagree: {images_path} holds {len(images)} images but "
         f"{labels_path} holds {len(labels)} labels")
-  if len(labels) and labels.max() > 9:
+  return images, labels, labels_path
+
+
+def load_dataset(idx_dir: str, name: str) -> Dataset:
+  """Both splits of dataset `name` from its IDX files.
+
+  Class names come from TFDS's description of `name` when TFDS knows it;
+  otherwise the classes are named by their index, as many as the labels use.
+  """
+  if not os.path.isdir(idx_dir):
+    raise DataError(f"--idx_dir={idx_dir!r} is not a directory")
+  train = load_split(idx_dir, "train")
+  test = load_split(idx_dir, "test")
+  if train[0].shape[1:] != test[0].shape[1:]:
     raise DataError(
-        f"IDX file {labels_path}: label {int(labels.max())} is not a digit 0-9")
-  return images, labels
+        f"IDX files disagree: train images are {train[0].shape[1]}x"
+        f"{train[0].shape[2]} but test images {test[0].shape[1]}x"
+        f"{test[0].shape[2]} in {idx_dir}")
+  names = tfds_source.known_class_names(name)
+  if names is None:
+    top = max([int(l.max()) for l, in ((train[1],), (test[1],)) if len(l)],
+              default=0)
+    names = tuple(str(i) for i in range(top + 1))
+  info = DatasetInfo(name=name, version=None,
+                     source=f"idx:{os.path.abspath(idx_dir)}",
+                     image_shape=(*train[0].shape[1:], 1), class_names=names)
+  for images, labels, path in (train, test):
+    info.check_labels(labels, f"IDX file {path}")
+  return Dataset(info, train[0].reshape(len(train[0]), -1), train[1],
+                 test[0].reshape(len(test[0]), -1), test[1])

@@ -1,44 +1,52 @@
-"""The model: one dense layer that returns logits, and the two heads.
+"""The model: one Keras dense layer that returns logits, and the two heads.
 
 The softmax head (multinomial) scores C classes with C logits; the sigmoid head
-(binomial) scores the positive class with one logit. Losses are always computed
-from logits by TensorFlow's fused, numerically stable ops.
+(binomial) scores the positive class with one logit. Every loss is computed
+from logits, never from probabilities: evaluation uses TensorFlow's fused
+cross-entropy ops, and training uses an XLA-compiled pass that computes the
+same loss by log-sum-exp (softplus for the sigmoid) together with its
+derivative by the logits, which the closed-form gradient needs.
 """
 
+import keras
 import tensorflow as tf
 
 
-class LinearModel(tf.Module):
-  """logits = x @ kernel + bias, kernel [D, K]."""
+def num_outputs(num_classes: int) -> int:
+  """Logits per example: one for the binomial model, else one per class."""
+  return 1 if num_classes == 2 else num_classes
 
-  def __init__(self, num_features: int, num_outputs: int, *, use_bias: bool,
-               init: str, seed: int, name: str = "linear"):
-    super().__init__(name=name)
-    shape = (num_features, num_outputs)
-    if init == "zeros":
-      kernel = tf.zeros(shape)
-    elif init == "normal":  # the tutorial's standard normal, from our seed
-      kernel = tf.random.stateless_normal(shape, seed=[seed, 0])
-    else:
-      raise ValueError(f"init={init!r}: expected 'zeros' or 'normal'")
-    self.kernel = tf.Variable(kernel, name="kernel")
-    self.bias = (tf.Variable(tf.zeros([num_outputs]), name="bias")
-                 if use_bias else None)
 
-  def __call__(self, x: tf.Tensor) -> tf.Tensor:
-    logits = tf.matmul(x, self.kernel)
-    if self.bias is not None:
-      logits += self.bias
-    return logits
+class StatelessNormal(keras.initializers.Initializer):
+  """Standard normal draws fixed by `seed` alone (the tutorial's init)."""
 
-  @property
-  def weights(self):
-    """The variables SGD updates, kernel first."""
-    return [self.kernel] if self.bias is None else [self.kernel, self.bias]
+  def __init__(self, seed: int = 0):
+    self.seed = int(seed)
 
-  def l2_penalty(self, l2: float) -> tf.Tensor:
-    """0.5 * l2 * ||kernel||^2: the bias is not penalised."""
-    return 0.5 * l2 * tf.reduce_sum(tf.square(self.kernel))
+  def __call__(self, shape, dtype=None):
+    return tf.random.stateless_normal(shape, seed=[self.seed, 0],
+                                      dtype=dtype or "float32")
+
+  def get_config(self):
+    return {"seed": self.seed}
+
+
+def linear_model(num_features: int, outputs: int, *, use_bias: bool,
+                 init: str, seed: int) -> keras.layers.Dense:
+  """logits = x @ kernel + bias, kernel [D, K], built and ready to call."""
+  if init not in ("zeros", "normal"):
+    raise ValueError(f"init={init!r}: expected 'zeros' or 'normal'")
+  layer = keras.layers.Dense(
+      outputs, use_bias=use_bias, name="linear",
+      kernel_initializer="zeros" if init == "zeros" else StatelessNormal(seed),
+      bias_initializer="zeros")
+  layer.build((None, num_features))
+  return layer
+
+
+def l2_penalty(model, l2: float) -> tf.Tensor:
+  """0.5 * l2 * ||kernel||^2: the bias is not penalised."""
+  return 0.5 * l2 * tf.reduce_sum(tf.square(model.kernel))
 
 
 # The element-wise part of a step (softmax, loss, P - Y) compiled by XLA into
@@ -111,5 +119,5 @@ class SigmoidHead(_Head):
     return tf.cast(logits[:, 0] > 0, tf.int64)
 
 
-def head_for(num_outputs: int):
-  return SigmoidHead() if num_outputs == 1 else SoftmaxHead()
+def head_for(outputs: int):
+  return SigmoidHead() if outputs == 1 else SoftmaxHead()

@@ -13,9 +13,6 @@ import tensorflow as tf
 
 import logreg_tf
 
-FILENAME = "run.json"
-
-
 def _now() -> str:
   return datetime.datetime.now(datetime.timezone.utc).isoformat(
       timespec="seconds")
@@ -40,27 +37,26 @@ def _git_commit() -> Optional[str]:
   return out.stdout.strip() if out.returncode == 0 else None
 
 
-def describe(mnist) -> dict:
+def describe(data) -> dict:
   """The dataset entry of run.json: what was trained and tested on."""
   return {
-      "name": "mnist",
-      "version": mnist.version or None,
-      "source": mnist.source,
-      "train_examples": len(mnist.train_labels),
-      "test_examples": len(mnist.test_labels),
-      "fingerprint_sha256": mnist.fingerprint(),
+      **data.info.to_json(),
+      "train_examples": len(data.train_labels),
+      "test_examples": len(data.test_labels),
+      "fingerprint_sha256": data.fingerprint(),
   }
 
 
 class RunInfo:
-  """Keeps run.json in model_dir current; every write is atomic."""
+  """Keeps run.json (at `path`, from workdir.ModelDir) current; atomic writes."""
 
-  def __init__(self, model_dir: str, config, dataset: dict, device: str,
+  def __init__(self, path: str, config, storage, dataset: dict, device: str,
                resumed_from_epoch: int):
-    self.path = os.path.join(model_dir, FILENAME)
+    self.path = path
     self.record = {
         "status": "running",
-        "flags": dataclasses.asdict(config),
+        "config": dataclasses.asdict(config),
+        "storage": dataclasses.asdict(storage),
         "versions": {
             "python": platform.python_version(),
             "tensorflow": tf.__version__,

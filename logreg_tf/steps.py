@@ -1,50 +1,50 @@
-"""Plain SGD and the compiled steps: train (gradient + update), eval (forward).
+"""The compiled steps: train (gradient + SGD update), eval (forward only).
 
 The tutorial's `step(..., forward_only)` becomes two functions. Nothing in a
 step branches on a flag: every choice (head, full or mini batch, schedule,
-penalty) is made once, when the functions are built.
+penalty) is made once, when the functions are built. Each returns a named
+result (`EpochResult`, `EvalResult`), never a bare tuple.
 
 The gradient is the tutorial's closed form, dJ/dW = X^T (P - Y) / N + l2 W,
 with P - Y from the head's XLA-fused loss-and-delta pass: it is what autodiff
 computes for this model, without the tape's bookkeeping, and the tests hold
-it to both the NumPy reference and tf.GradientTape. X is read twice per step,
+it to both the NumPy reference and tf.GradientTape. Keras's SGD applies it
+(`w <- w - lr_t * g`, lr_t from a Keras schedule). X is read twice per step,
 once for the logits and once for the gradient, and nothing else of its size
 is made.
 """
 
+from typing import NamedTuple
+
+import keras
 import tensorflow as tf
 
+from logreg_tf.model import l2_penalty
 
-class SGD(tf.Module):
-  """w <- w - lr_t * g, no momentum; `iterations` counts the updates."""
 
-  def __init__(self, learning_rate: float, schedule: str = "constant",
-               total_steps: int = 1):
-    super().__init__(name="sgd")
-    if schedule not in ("constant", "linear"):
-      raise ValueError(f"schedule={schedule!r}: expected constant or linear")
-    self.iterations = tf.Variable(0, dtype=tf.int64, trainable=False,
-                                  name="iterations")
-    self._base = float(learning_rate)
-    self._total = float(max(total_steps, 1))
-    self._linear = schedule == "linear"
+class EpochResult(NamedTuple):
+  loss: tf.Tensor  # the objective, averaged over the epoch's examples
+  steps: tf.Tensor  # SGD steps taken (fewer when it stopped on divergence)
+  finite: tf.Tensor  # loss and weights stayed finite
 
-  def rates(self, count):
-    """The learning rates of the next `count` updates, as a vector."""
-    steps = tf.cast(self.iterations + tf.range(tf.cast(count, tf.int64)),
-                    tf.float32)
-    if self._linear:  # decays from the base rate to 0 at `total_steps`
-      return self._base * tf.maximum(1.0 - steps / self._total, 0.0)
-    return tf.fill(tf.shape(steps), self._base)
 
-  def current_lr(self):
-    return self.rates(1)[0]
+class EvalResult(NamedTuple):
+  loss: tf.Tensor  # mean cross-entropy over the split
+  correct: tf.Tensor  # examples predicted right
 
-  def apply(self, grads, variables, rate=None):
-    rate = self.current_lr() if rate is None else rate
-    for g, v in zip(grads, variables):
-      v.assign_sub(rate * g)
-    self.iterations.assign_add(1)
+
+def sgd(learning_rate: float, schedule: str = "constant",
+        total_steps: int = 1) -> keras.optimizers.SGD:
+  """Plain SGD, no momentum; `linear` decays to 0 at `total_steps`."""
+  if schedule == "constant":
+    rate = learning_rate
+  elif schedule == "linear":
+    rate = keras.optimizers.schedules.PolynomialDecay(
+        learning_rate, decay_steps=max(total_steps, 1), end_learning_rate=0.0,
+        power=1.0)
+  else:
+    raise ValueError(f"schedule={schedule!r}: expected constant or linear")
+  return keras.optimizers.SGD(learning_rate=rate)
 
 
 class Steps:
@@ -53,6 +53,7 @@ class Steps:
   def __init__(self, model, head, optimizer, *, l2: float, batch_size,
                seed: int):
     self.model, self.head, self.optimizer = model, head, optimizer
+    optimizer.build(model.trainable_variables)  # no variables made in a trace
     self.l2 = float(l2)
     self.batch_size = batch_size
     self.seed = int(seed)
@@ -64,10 +65,12 @@ class Steps:
                 else self._minibatch_epoch)
     self.train_epoch = tf.function(epoch_fn, autograph=False)
     # An epoch and the evaluation after it in one call: one trip from Python
-    # to the runtime per displayed epoch instead of two.
+    # to the runtime per displayed epoch instead of two. Its evaluation is
+    # `_eval_step`, the function `eval_step` compiles; the tests check that
+    # it adds no write and no gradient to the epoch's graph.
     self.train_epoch_and_eval = tf.function(
         lambda x, y, epoch, x_test, y_test: (
-            epoch_fn(x, y, epoch) + self._eval_step(x_test, y_test)),
+            epoch_fn(x, y, epoch), self._eval_step(x_test, y_test)),
         autograph=False)
     self._batches_loop = tf.function(self._full_batches, jit_compile=True,
                                      autograph=False)
@@ -76,7 +79,7 @@ class Steps:
     """Mean cross-entropy plus the L2 penalty, and the logits."""
     logits = self.model(x)
     loss = tf.reduce_mean(self.head.loss(logits, y))
-    return loss + self.model.l2_penalty(self.l2), logits
+    return loss + l2_penalty(self.model, self.l2), logits
 
   def loss_and_grads(self, x, y):
     """The objective, the logits and its gradient by [kernel, (bias)]."""
@@ -89,37 +92,39 @@ class Steps:
     # 5 ms against 7.7 ms on the full training set).
     grad_kernel = tf.transpose(tf.matmul(delta, x, transpose_a=True)) * inv_n
     if self.l2:
-      loss += self.model.l2_penalty(self.l2)
-      grad_kernel += self.l2 * self.model.kernel
+      loss += l2_penalty(self.model, self.l2)
+      grad_kernel += self.l2 * tf.convert_to_tensor(self.model.kernel)
     grads = [grad_kernel]
     if self.model.bias is not None:
       grads.append(tf.reduce_sum(delta, axis=0) * inv_n)
     return loss, logits, grads
 
-  def _train_step(self, x, y, rate=None):
-    loss, logits, grads = self.loss_and_grads(x, y)
-    self.optimizer.apply(grads, self.model.weights, rate)
-    return loss, self.head.predict(logits)
+  def _train_step(self, x, y):
+    """One SGD update on (x, y); returns the objective before it."""
+    loss, _, grads = self.loss_and_grads(x, y)
+    self.optimizer.apply(grads, self.model.trainable_variables)
+    return loss
 
-  def _eval_step(self, x, y):
+  def _eval_step(self, x, y) -> EvalResult:
     """Forward only: no tape, no optimizer, no variable writes."""
     loss_sum, correct = self.head.metrics(self.model(x), y)
-    return loss_sum / tf.cast(tf.shape(x)[0], loss_sum.dtype), correct
+    return EvalResult(loss_sum / tf.cast(tf.shape(x)[0], loss_sum.dtype),
+                      correct)
 
   def _weights_finite(self):
     ok = tf.constant(True)
-    for v in self.model.weights:
+    for v in self.model.trainable_variables:
       ok = tf.logical_and(ok, tf.reduce_all(tf.math.is_finite(v)))
     return ok
 
-  def _full_batch_epoch(self, x, y, epoch):
-    """One step on the whole training set. Returns (loss, steps, finite)."""
+  def _full_batch_epoch(self, x, y, epoch) -> EpochResult:
+    """One step on the whole training set."""
     del epoch  # full batch: nothing to shuffle
-    loss, _ = self._train_step(x, y)
+    loss = self._train_step(x, y)
     ok = tf.logical_and(tf.math.is_finite(loss), self._weights_finite())
-    return loss, tf.constant(1), ok
+    return EpochResult(loss, tf.constant(1), ok)
 
-  def _full_batches(self, x, y, batches, rates):
+  def _full_batches(self, x, y, batches):
     """SGD over the rows of `batches` [steps, B], compiled whole by XLA.
 
     Stops after the first step whose loss is not finite (a non-finite
@@ -133,36 +138,33 @@ class Steps:
 
     def step(i, total):
       batch = batches[i]
-      loss, _ = self._train_step(tf.gather(x, batch), tf.gather(y, batch),
-                                 rates[i])
+      loss = self._train_step(tf.gather(x, batch), tf.gather(y, batch))
       return i + 1, total + loss * size
 
     i, total = tf.while_loop(more, step, (tf.constant(0), tf.constant(0.0)))
     return total, i
 
-  def _minibatch_epoch(self, x, y, epoch):
+  def _minibatch_epoch(self, x, y, epoch) -> EpochResult:
     """Shuffled mini-batches, the last partial one kept.
 
     The order depends only on (seed, epoch), so a resumed run replays it.
     The full batches run as one XLA-compiled loop (static shapes, about
     half the per-step cost of a graph loop); a last partial batch follows
-    as one more step. Returns the mean loss over the examples, the steps
-    taken and whether loss and weights stayed finite.
+    as one more step.
     """
     n, b = x.shape[0], self.batch_size
     full, rest = divmod(n, b)
     seed = tf.stack([tf.constant(self.seed, tf.int64),
                      tf.cast(epoch, tf.int64)])
     order = tf.random.experimental.stateless_shuffle(tf.range(n), seed=seed)
-    rates = self.optimizer.rates(full + (1 if rest else 0))
     total, taken = self._batches_loop(
-        x, y, tf.reshape(order[:full * b], [full, b]), rates[:full])
+        x, y, tf.reshape(order[:full * b], [full, b]))
     if rest:
       def last_batch():
-        loss, _ = self._train_step(tf.gather(x, order[full * b:]),
-                                   tf.gather(y, order[full * b:]), rates[full])
+        loss = self._train_step(tf.gather(x, order[full * b:]),
+                                tf.gather(y, order[full * b:]))
         return total + loss * rest, taken + 1
       total, taken = tf.cond(tf.math.is_finite(total), last_batch,
                              lambda: (total, taken))
     ok = tf.logical_and(tf.math.is_finite(total), self._weights_finite())
-    return total / n, taken, ok
+    return EpochResult(total / n, taken, ok)

@@ -12,6 +12,9 @@ TAGS = {
     "test_loss": "test/loss",
     "test_accuracy": "test/accuracy",
 }
+# The scalars TensorBoard's HParams table shows for each run (their last
+# values: the run's final test metrics).
+HPARAM_METRICS = ("test/accuracy", "test/loss")
 
 
 def format_line(epoch: int, num_epochs: int, metrics: Dict[str, float]) -> str:
@@ -20,26 +23,41 @@ def format_line(epoch: int, num_epochs: int, metrics: Dict[str, float]) -> str:
   return f"epoch {epoch:>{width}}/{num_epochs}  {fields}"
 
 
+def hparam_values(config, info) -> Dict[str, object]:
+  """What the run is, as TensorBoard hparams: the config and the data."""
+  values = {}
+  for key, value in dataclasses.asdict(config).items():
+    if key == "classes":
+      value = ",".join(info.class_names) if value else "all"
+    elif key == "batch_size" and value is None:
+      value = "full"
+    values[key] = value
+  values["dataset_version"] = info.version or "none"
+  return values
+
+
 class Reporter:
-  """Writes metrics to the log and, when model_dir is set, to TensorBoard."""
+  """Writes metrics to the log and, given a directory, to TensorBoard."""
 
-  def __init__(self, model_dir: Optional[str], num_epochs: int):
+  def __init__(self, events_dir: Optional[str], num_epochs: int):
     self.num_epochs = num_epochs
-    self._writer = (tf.summary.create_file_writer(model_dir)
-                    if model_dir else None)
+    self._writer = (tf.summary.create_file_writer(events_dir)
+                    if events_dir else None)
 
-  def hparams(self, config) -> None:
+  def hparams(self, config, info) -> None:
     """Writes the run's hyperparameters once, for TensorBoard's HParams tab."""
     if self._writer is None:
       return
     # Imported here: only runs that write events need the plugin.
     from tensorboard.plugins.hparams import api as hp
-    values = {k: (v if isinstance(v, (bool, int, float, str)) else str(v))
-              for k, v in dataclasses.asdict(config).items()}
+    values = hparam_values(config, info)
     with self._writer.as_default():
+      hp.hparams_config(
+          hparams=[hp.HParam(k) for k in values],
+          metrics=[hp.Metric(tag) for tag in HPARAM_METRICS])
       hp.hparams(values)
       table = "\n".join(f"| {k} | {v} |" for k, v in values.items())
-      tf.summary.text("hparams", "| flag | value |\n|---|---|\n" + table,
+      tf.summary.text("hparams", "| hparam | value |\n|---|---|\n" + table,
                       step=0)
     self._writer.flush()
 

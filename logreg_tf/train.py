@@ -1,22 +1,35 @@
 """Command line: `python -m logreg_tf.train --learning_rate=0.05`.
 
-Defines the flags, turns them into one frozen Config and calls
+Defines the training flags (the data and model-dir flags come from cli.py),
+turns them into a RunConfig and a Storage and calls
 `loop.train_and_evaluate`. User errors end as one line on stderr.
 """
 
 import math
 import os
 import sys
-import tempfile
 
 from absl import app
 from absl import flags
 from absl import logging
 
-from logreg_tf import cache
+from logreg_tf import cli
 from logreg_tf import config as config_lib
 from logreg_tf.errors import DivergenceError, UserError
 
+PROG = "logreg-train"
+
+_DATA = cli.define_data_flags()
+_TRAIN_SPLIT = flags.DEFINE_string(
+    "train_split", "train", "TFDS split to train on; TFDS split syntax such "
+    "as train[:90%] is accepted.")
+_TEST_SPLIT = flags.DEFINE_string(
+    "test_split", "test", "TFDS split to evaluate on, e.g. test or "
+    "train[90%:] for a dataset without a test split.")
+_CLASSES = flags.DEFINE_string(
+    "classes", "", "Comma-separated classes of the dataset to train on, by "
+    "name or index: two (A,B) give binomial (sigmoid) regression with B "
+    "positive; more give a softmax over them; empty means all.")
 _LEARNING_RATE = flags.DEFINE_float(
     "learning_rate", 0.05, "SGD step size: weights move by this times the "
     "gradient of the mean loss.")
@@ -44,24 +57,10 @@ _USE_BIAS = flags.DEFINE_bool(
 _L2 = flags.DEFINE_float(
     "l2", 0.0, "Weight of the 0.5 * l2 * ||W||^2 penalty on the weights (not "
     "the bias).")
-_CLASSES = flags.DEFINE_string(
-    "classes", "", "Comma-separated digits to train on: two digits A,B give "
-    "binomial (sigmoid) regression with B positive; more give a softmax over "
-    "them; empty means all ten.")
-_MODEL_DIR = flags.DEFINE_string(
-    "model_dir", None, "Directory for TensorBoard events, checkpoints and "
-    "run.json; unset writes nothing.")
-_DATA_DIR = flags.DEFINE_string(
-    "data_dir", None, "TFDS data directory holding a prepared mnist; unset "
-    "means TFDS's default, which honours TFDS_DATA_DIR.")
-_IDX_DIR = flags.DEFINE_string(
-    "idx_dir", None, "Directory with the four MNIST IDX files (plain or .gz); "
-    "when set, TFDS is not used.")
-_CACHE_DIR = flags.DEFINE_string(
-    "cache_dir", None, "Where decoded MNIST arrays are kept between runs "
-    "(keyed by the TFDS files); unset means $XDG_CACHE_HOME/logreg_tf or "
-    "~/.cache/logreg_tf, empty disables the cache.")
 
+_MODEL_DIR = cli.define_model_dir_flag(
+    "Directory for TensorBoard events, checkpoints and run.json; unset writes "
+    "nothing. An existing run there is resumed.")
 _CHECKPOINT_EVERY = flags.DEFINE_integer(
     "checkpoint_every", 10, "Save a checkpoint to --model_dir every this many "
     "epochs (and always at the end, and on SIGINT/SIGTERM).", lower_bound=1)
@@ -78,49 +77,18 @@ flags.register_validator(
 flags.register_validator(
     "l2", lambda v: v >= 0 and math.isfinite(v),
     message="must be a finite number >= 0")
+flags.register_validator("classes", cli.user_check(config_lib.parse_classes))
+for _split in ("train_split", "test_split"):
+  flags.register_validator(_split, lambda v: bool(v and v.strip()),
+                           message="give a TFDS split, e.g. train or test")
 
 
-def _model_dir_ok(path) -> bool:
-  """The directory exists and is writable, or can be created."""
-  if path is None:
-    return True
-  if not path.strip():
-    raise UserError("give a directory path, or leave the flag unset")
-  probe = os.path.abspath(path)
-  if os.path.exists(probe) and not os.path.isdir(probe):
-    raise UserError("it is a file, not a directory")
-  while not os.path.exists(probe):  # the deepest part that exists
-    probe = os.path.dirname(probe)
-  if not os.path.isdir(probe):
-    raise UserError(f"{probe!r} is a file, not a directory")
-  try:
-    with tempfile.TemporaryFile(dir=probe):
-      pass
-  except OSError as e:
-    raise UserError(f"cannot write in {probe!r} ({e.strerror})") from e
-  return True
-
-
-def _classes_ok(text: str) -> bool:
-  config_lib.parse_classes(text)  # raises UserError with the reason
-  return True
-
-
-def _raise_user_error(fn):
-  def check(value):
-    try:
-      return fn(value)
-    except UserError as e:
-      raise flags.ValidationError(str(e)) from e
-  return check
-
-
-flags.register_validator("classes", _raise_user_error(_classes_ok))
-flags.register_validator("model_dir", _raise_user_error(_model_dir_ok))
-
-
-def config_from_flags() -> config_lib.Config:
-  return config_lib.Config(
+def config_from_flags() -> config_lib.RunConfig:
+  return config_lib.RunConfig(
+      dataset=_DATA.dataset.value.strip(),
+      train_split=_TRAIN_SPLIT.value.strip(),
+      test_split=_TEST_SPLIT.value.strip(),
+      classes=config_lib.parse_classes(_CLASSES.value),
       learning_rate=_LEARNING_RATE.value,
       lr_schedule=_LR_SCHEDULE.value,
       num_epochs=_NUM_EPOCHS.value,
@@ -130,51 +98,24 @@ def config_from_flags() -> config_lib.Config:
       init=_INIT.value,
       use_bias=_USE_BIAS.value,
       l2=_L2.value,
-      classes=config_lib.parse_classes(_CLASSES.value),
-      model_dir=_MODEL_DIR.value,
-      data_dir=_DATA_DIR.value,
-      idx_dir=_IDX_DIR.value,
-      cache_dir=(cache.default_dir() if _CACHE_DIR.value is None
-                 else _CACHE_DIR.value or None),
-      checkpoint_every=_CHECKPOINT_EVERY.value,
-      keep_checkpoints=_KEEP_CHECKPOINTS.value,
-      fresh=_FRESH.value,
   )
 
 
-def _fail(message: str, code: int):
-  sys.stderr.write(f"logreg-train: error: {message}\n")
-  sys.exit(code)
+def storage_from_flags() -> config_lib.Storage:
+  return cli.storage_from_flags(
+      _DATA, _MODEL_DIR, checkpoint_every=_CHECKPOINT_EVERY.value,
+      keep_checkpoints=_KEEP_CHECKPOINTS.value, fresh=_FRESH.value)
 
 
 def parse_flags(argv):
-  """absl parsing, but every error is one line and stray arguments fail."""
-  try:
-    rest = flags.FLAGS(argv)
-  except flags.Error as e:
-    _fail(str(e).replace("ERROR:: ", ""), 1)
-  if len(rest) > 1:
-    _fail(f"unexpected arguments {' '.join(rest[1:])!r}: this command takes "
-          "only --flags (see --helpfull)", 1)
-  return rest
-
-
-def _xla_cache(cache_dir) -> None:
-  """Keeps XLA's compiled kernels in the cache too: later runs skip compiling.
-
-  Must happen before TensorFlow is imported; a TF_XLA_FLAGS of the user's
-  own wins.
-  """
-  if cache_dir and "TF_XLA_FLAGS" not in os.environ:
-    os.environ["TF_XLA_FLAGS"] = (
-        "--tf_xla_persistent_cache_directory=" + os.path.join(cache_dir, "xla"))
+  return cli.flags_parser(PROG)(argv)
 
 
 def main(argv) -> None:
   del argv  # parse_flags rejects positional arguments
-  config = config_from_flags()
+  config, storage = config_from_flags(), storage_from_flags()
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")  # C++ INFO chatter
-  _xla_cache(config.cache_dir)
+  cli.use_xla_cache(storage.cache_dir)
   # A signal from here on, even while TensorFlow loads, stops the run after
   # its current step, saved; no KeyboardInterrupt traceback.
   from logreg_tf.interrupts import Interrupted, StopRequest
@@ -187,9 +128,9 @@ def main(argv) -> None:
     # Same flags and seed give the same bits: no nondeterministic kernels.
     tf.config.experimental.enable_op_determinism()
     try:
-      metrics = loop.train_and_evaluate(config, stop)
+      metrics = loop.train_and_evaluate(config, storage, stop)
     except (UserError, DivergenceError) as e:
-      _fail(str(e), e.exit_code)
+      cli.fail(PROG, str(e), e.exit_code)
     except Interrupted as e:
       logging.warning("%s", e)
       sys.exit(e.exit_code)

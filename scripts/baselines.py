@@ -3,7 +3,7 @@
 Each is written the way its users would write it, not tuned for the race:
 - PlainTF2: a tf.function train step with GradientTape, a tf.function eval
   step, data held as tensors.
-- keras_fit: a Keras Dense(10) layer trained by model.fit.
+- keras_fit: a Keras Dense layer (one unit per class) trained by model.fit.
 - NumPy: the project's own vectorized reference (logreg_tf/reference.py),
   plus NumPy mini-batch SGD for the time-to-accuracy race.
 """
@@ -19,7 +19,7 @@ from logreg_tf import reference
 class PlainTF2:
   """Full-batch or mini-batch SGD with a tape; returns loss and accuracy."""
 
-  def __init__(self, lr: float, num_features=784, num_classes=10):
+  def __init__(self, lr: float, num_features: int, num_classes: int):
     self.lr = tf.Variable(lr, trainable=False)
     self.w = tf.Variable(tf.zeros([num_features, num_classes]))
     self.b = tf.Variable(tf.zeros([num_classes]))
@@ -49,7 +49,8 @@ def keras_fit_epoch_times(x, y, xt, yt, lr, epochs):
   """Seconds per epoch of model.fit(batch = whole set, validation each epoch)."""
   import keras
   model = keras.Sequential([keras.Input((x.shape[1],)),
-                            keras.layers.Dense(10, kernel_initializer="zeros")])
+                            keras.layers.Dense(int(y.max()) + 1,
+                                               kernel_initializer="zeros")])
   model.compile(optimizer=keras.optimizers.SGD(lr),
                 loss=keras.losses.SparseCategoricalCrossentropy(
                     from_logits=True), metrics=["accuracy"])
@@ -83,8 +84,9 @@ def numpy_minibatch_to(target, x, y, xt, yt, *, batch=100, lr=1.0,
   last accuracy).
   """
   rng = np.random.default_rng(seed)
-  w = np.zeros((x.shape[1], 10), np.float32)
-  b = np.zeros(10, np.float32)
+  classes = int(y.max()) + 1
+  w = np.zeros((x.shape[1], classes), np.float32)
+  b = np.zeros(classes, np.float32)
   rows = np.arange(batch)
   start = time.perf_counter()
   step, accuracy = 0, 0.0

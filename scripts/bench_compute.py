@@ -1,8 +1,9 @@
 """In-process measurements for scripts/benchmark.py: targets 1, 2 and 5.
 
-Each timed run makes the same calls as logreg_tf's own loop on a displayed
-epoch (train_epoch_and_eval, then the Python numbers); the baselines live
-in baselines.py.
+Each timed run calls logreg_tf's own code: `loop.build` for the model and
+steps, `loop.run_epoch` for an epoch (with its evaluation on display epochs)
+and `RunConfig.is_display_epoch` for which epochs those are. The baselines
+live in baselines.py.
 """
 
 import os
@@ -15,7 +16,7 @@ import tensorflow as tf
 
 import baselines
 from logreg_tf import loop, train
-from logreg_tf.config import Config
+from logreg_tf.config import RunConfig
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LR = 0.5  # the issue's side-by-side protocol: 500 steps, lr 0.5, zero init
@@ -65,35 +66,34 @@ def machine():
           "cores": os.cpu_count()}
 
 
-def floor_ms(m, n, n_test, d=784, k=10):
+def floor_ms(m, n, n_test, d, k):
   read = (2 * n * d + n_test * d) * 4  # X twice per step, the test set once
   flops = 2 * (2 * n * d * k) + 2 * n_test * d * k
   return 1e3 * max(read / (m["read_GBps"] * 1e9),
                    flops / (m["matmul_GFLOPps"] * 1e9))
 
 
-def ours_epochs(tensors, epochs, lr=LR, n=None):
-  """Our loop's per-epoch work (train_epoch + evaluate); seconds per epoch."""
+def ours_epochs(info, tensors, epochs, lr=LR, n=None):
+  """Our loop's per-epoch work (epoch + evaluation); seconds per epoch."""
   x, y, xt, yt = tensors
   if n is not None:
-    x, y = x[:n], y[:n]
-  _, _, steps = loop.build(Config(learning_rate=lr, num_epochs=epochs),
-                           int(x.shape[0]))
+    tensors = (x[:n], y[:n], xt, yt)
+  config = RunConfig(learning_rate=lr, num_epochs=epochs)
+  steps = loop.build(config, info, int(tensors[0].shape[0]))
   times = []
   for epoch in range(1, epochs + 1):
     start = time.perf_counter()
-    loss, _, _, test_loss, correct = steps.train_epoch_and_eval(
-        x, y, tf.constant(epoch, tf.int64), xt, yt)
-    float(loss)
-    metrics = {"test_loss": float(test_loss),
-               "test_accuracy": int(correct) / int(yt.shape[0])}
+    result, metrics = loop.run_epoch(steps, tensors, epoch,
+                                     config.is_display_epoch(epoch))
+    float(result.loss)
     times.append(time.perf_counter() - start)
   return times, steps, metrics
 
 
 def plain_epochs(tensors, epochs, lr=LR):
   x, y, xt, yt = tensors
-  model = baselines.PlainTF2(lr)
+  model = baselines.PlainTF2(lr, int(x.shape[1]),
+                             int(tf.reduce_max(y)) + 1)
   times = []
   for _ in range(epochs):
     start = time.perf_counter()
@@ -106,7 +106,7 @@ def plain_epochs(tensors, epochs, lr=LR):
 
 def numpy_epochs(arrays, epochs, lr=LR):
   x, y, xt, yt = arrays
-  w = np.zeros((784, 10), np.float32)
+  w = np.zeros((x.shape[1], int(y.max()) + 1), np.float32)
   times = []
   for _ in range(epochs):
     start = time.perf_counter()
@@ -115,11 +115,11 @@ def numpy_epochs(arrays, epochs, lr=LR):
   return times
 
 
-def products_ms(tensors):
+def products_ms(tensors, k):
   """The two products of a step, alone: what bounds an epoch here."""
   x = tensors[0]
-  w = tf.zeros([x.shape[1], 10])
-  delta = tf.zeros([x.shape[0], 10])
+  w = tf.zeros([x.shape[1], k])
+  delta = tf.zeros([x.shape[0], k])
   forward = tf.function(lambda: tf.matmul(x, w))
   backward = tf.function(lambda: tf.matmul(delta, x, transpose_a=True))
   out = {}
@@ -129,7 +129,7 @@ def products_ms(tensors):
   return out
 
 
-def target_1(m, tensors, arrays, repeats, epochs, skip_keras):
+def target_1(m, info, tensors, arrays, repeats, epochs, skip_keras):
   """Tutorial protocol, interleaved; steady state excludes the first epoch."""
   runs = {"logreg_tf": [], "plain TF2 (tape)": [], "NumPy reference": []}
   if not skip_keras:
@@ -138,7 +138,7 @@ def target_1(m, tensors, arrays, repeats, epochs, skip_keras):
   for _ in range(repeats):
     for name in runs:
       if name == "logreg_tf":
-        t = ours_epochs(tensors, epochs)[0]
+        t = ours_epochs(info, tensors, epochs)[0]
       elif name.startswith("plain"):
         t = plain_epochs(tensors, epochs)[0]
       elif name.startswith("NumPy"):
@@ -148,13 +148,14 @@ def target_1(m, tensors, arrays, repeats, epochs, skip_keras):
       first[name].append(t[0])
       runs[name].append(float(np.median(t[1:])))
   # Same math: 500 epochs each, final weights side by side.
-  _, steps, ours_metrics = ours_epochs(tensors, 500)
+  _, steps, ours_metrics = ours_epochs(info, tensors, 500)
   _, plain, plain_acc = plain_epochs(tensors, 500)
   w_ours = steps.model.kernel.numpy()
   w_plain = plain.w.numpy()
   diff = float(np.max(np.abs(w_ours - w_plain)) / np.max(np.abs(w_plain)))
-  floor = floor_ms(m, int(tensors[0].shape[0]), int(tensors[2].shape[0]))
-  products = products_ms(tensors)
+  floor = floor_ms(m, int(tensors[0].shape[0]), int(tensors[2].shape[0]),
+                   info.num_features, info.num_classes)
+  products = products_ms(tensors, info.num_classes)
   ours = np.median(runs["logreg_tf"]) * 1e3
   plain_ms = np.median(runs["plain TF2 (tape)"]) * 1e3
   return {"per_epoch": {k: stats(v) for k, v in runs.items()},
@@ -172,43 +173,42 @@ def fast_config():
   return train.config_from_flags()
 
 
-def ours_to(target, config, tensors, steps=None):
+def ours_to(target, config, info, tensors, steps=None):
   """Seconds of training + evaluation until `target` test accuracy."""
-  x, y, xt, yt = tensors
   if steps is None:
-    _, _, steps = loop.build(config, int(x.shape[0]))
+    steps = loop.build(config, info, int(tensors[0].shape[0]))
   start = time.perf_counter()
+  acc = 0.0
   for epoch in range(1, config.num_epochs + 1):
-    epoch_t = tf.constant(epoch, tf.int64)
-    if epoch % config.display_step == 0 or epoch == config.num_epochs:
-      *_, correct = steps.train_epoch_and_eval(x, y, epoch_t, xt, yt)
-      acc = int(correct) / int(yt.shape[0])
+    result, metrics = loop.run_epoch(steps, tensors, epoch,
+                                     config.is_display_epoch(epoch))
+    float(result.loss)
+    if metrics is not None:
+      acc = metrics["test_accuracy"]
       if acc >= target:
         return time.perf_counter() - start, epoch, acc, steps
-    else:
-      float(steps.train_epoch(x, y, epoch_t)[0])
   return None, config.num_epochs, acc, steps
 
 
-def reset(steps, config):
+def reset(steps, config, info):
   """Back to the initial weights and step count, keeping the traced code."""
-  fresh, _, _ = loop.build(config, 1)
-  for v, init in zip(steps.model.weights, fresh.weights):
+  fresh = loop.build(config, info, 1)
+  for v, init in zip(steps.model.weights, fresh.model.weights):
     v.assign(init)
   steps.optimizer.iterations.assign(0)
 
 
-def target_2(tensors, arrays, repeats, target=0.92):
+def target_2(info, tensors, arrays, repeats, target=0.92):
   config = fast_config()
   cold = "logreg_tf, new build (tracing; XLA kernels from the disk cache)"
   rows = {cold: [], "logreg_tf, steady state": [],
           "NumPy SGD, batch 100, lr 1.0 linear": []}
   reached = {}
   for _ in range(repeats):
-    t, epoch, acc, steps = ours_to(target, config, tensors)
+    t, epoch, acc, steps = ours_to(target, config, info, tensors)
     rows[cold].append(t or np.inf)
-    reset(steps, config)
-    t, epoch, acc, _ = ours_to(target, config, tensors, steps)
+    reset(steps, config, info)
+    t, epoch, acc, _ = ours_to(target, config, info, tensors, steps)
     rows["logreg_tf, steady state"].append(t or np.inf)
     reached["logreg_tf"] = {"epoch": epoch, "accuracy": acc}
     t, step, acc = baselines.numpy_minibatch_to(target, *arrays)
@@ -218,13 +218,13 @@ def target_2(tensors, arrays, repeats, target=0.92):
           "reached": reached, "config": str(config)}
 
 
-def target_5(tensors, repeats):
+def target_5(info, tensors, repeats):
   sizes = (10_000, 20_000, 40_000, 60_000)
   per = {n: [] for n in sizes}
   traces = []
   for _ in range(repeats):
     for n in sizes:
-      times, steps, _ = ours_epochs(tensors, 30, n=n)
+      times, steps, _ = ours_epochs(info, tensors, 30, n=n)
       per[n].append(float(np.median(times[1:])))
       traces.append(
           steps.train_epoch_and_eval.experimental_get_tracing_count())

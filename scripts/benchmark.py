@@ -32,7 +32,8 @@ import numpy as np
 import tensorflow as tf
 
 import bench_compute as bc
-from logreg_tf import cache, data
+from logreg_tf import cache, data, loop
+from logreg_tf.config import RunConfig, Storage
 
 _REPEATS = flags.DEFINE_integer("repeats", 3, "Interleaved repeats.")
 _EPOCHS = flags.DEFINE_integer("epochs", 60, "Timed full-batch epochs a run.")
@@ -106,20 +107,19 @@ def target_4():
 
 def _mnist():
   """The same data for every measurement: IDX files, or TFDS via the cache."""
-  return data.load(idx_dir=_IDX_DIR.value, cache_dir=None if _IDX_DIR.value
-                   else cache.default_dir())
+  return loop.load_data(RunConfig(), Storage(
+      idx_dir=_IDX_DIR.value,
+      cache_dir=None if _IDX_DIR.value else cache.default_dir()))
 
 
 def load():
+  """The description, NumPy arrays for the baselines, and the trainer's own
+  tensors (made and placed by its data module)."""
   mnist = _mnist()
   arrays = (mnist.train_images.astype(np.float32) / np.float32(255),
             mnist.train_labels, mnist.test_images.astype(np.float32)
             / np.float32(255), mnist.test_labels)
-  tensors = (data.to_features(mnist.train_images),
-             tf.constant(mnist.train_labels),
-             data.to_features(mnist.test_images),
-             tf.constant(mnist.test_labels))
-  return mnist, arrays, tensors
+  return mnist.info, arrays, data.to_tensors(mnist)
 
 
 def plain_tutorial_only():
@@ -182,16 +182,16 @@ def main(argv):
   if _PLAIN_ONLY.value:
     plain_tutorial_only()
     return
-  _, arrays, tensors = load()
+  info, arrays, tensors = load()
   results = {"date": datetime.date.today().isoformat(),
              "machine": bc.machine()}
-  results["target_1"] = bc.target_1(results["machine"], tensors, arrays,
+  results["target_1"] = bc.target_1(results["machine"], info, tensors, arrays,
                                     _REPEATS.value, _EPOCHS.value,
                                     _SKIP_KERAS.value)
-  results["target_2"] = bc.target_2(tensors, arrays, _REPEATS.value)
+  results["target_2"] = bc.target_2(info, tensors, arrays, _REPEATS.value)
   results["target_3"] = target_3(_REPEATS.value)
   results["target_4"] = target_4()
-  results["target_5"] = bc.target_5(tensors, _REPEATS.value)
+  results["target_5"] = bc.target_5(info, tensors, _REPEATS.value)
   text = table(results)
   print(text)
   os.makedirs(os.path.dirname(os.path.abspath(_JSON.value)), exist_ok=True)

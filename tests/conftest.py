@@ -69,3 +69,12 @@ def shared_tfds_dir() -> str:
 @pytest.fixture
 def shared_idx_dir() -> str:
   return str(_shared_or_skip("mnist-idx"))
+
+
+def mnist_info(**overrides):
+  """The description of MNIST, for tests that build a model without data."""
+  from logreg_tf.dataset import DatasetInfo
+  fields = dict(name="mnist", version="3.0.1", source="test",
+                image_shape=(28, 28, 1),
+                class_names=tuple(str(i) for i in range(10)))
+  return DatasetInfo(**{**fields, **overrides})

@@ -58,3 +58,22 @@ def read_tags(model_dir):
     for event in tf.compat.v1.train.summary_iterator(path):
       tags.update(v.tag for v in event.summary.value)
   return tags
+
+
+def read_hparams(model_dir):
+  """(hparams of the session, metric tags of the experiment) from events."""
+  from tensorboard.plugins.hparams import plugin_data_pb2
+  hparams, metrics = {}, []
+  for path in glob.glob(os.path.join(model_dir, "events.out.tfevents.*")):
+    for event in tf.compat.v1.train.summary_iterator(path):
+      for value in event.summary.value:
+        if value.metadata.plugin_data.plugin_name != "hparams":
+          continue
+        data = plugin_data_pb2.HParamsPluginData.FromString(
+            value.metadata.plugin_data.content)
+        if data.HasField("session_start_info"):
+          for key, v in data.session_start_info.hparams.items():
+            hparams[key] = getattr(v, v.WhichOneof("kind"))
+        if data.HasField("experiment"):
+          metrics = [m.name.tag for m in data.experiment.metric_infos]
+  return hparams, metrics

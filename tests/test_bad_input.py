@@ -4,10 +4,12 @@ import os
 
 import pytest
 
+from conftest import make_idx_dir
 from helpers import error_lines, run_cli
 
 # (flags, text the one line must quote). {tmp} is a fresh directory, {file}
-# a file in it, {idx} a directory without IDX files.
+# a file in it, {idx} a directory without IDX files, {mnist} one with small
+# MNIST-shaped IDX files.
 CASES = [
     (["--learning_rate=0"], "--learning_rate=0.0"),
     (["--learning_rate=-1"], "--learning_rate=-1.0"),
@@ -22,10 +24,16 @@ CASES = [
     (["--seed=-1"], "--seed=-1"),
     (["--init=uniform"], "--init=uniform"),
     (["--lr_schedule=cosine"], "--lr_schedule=cosine"),
-    (["--classes=3,3"], "--classes=3,3: a digit is repeated"),
+    (["--classes=3,3"], "--classes=3,3: a class is repeated"),
     (["--classes=7"], "--classes=7: give at least two"),
-    (["--classes=1,12"], "--classes=1,12: digit 12"),
-    (["--classes=a,b"], "--classes=a,b: expected comma-separated"),
+    (["--classes=1,"], "--classes=1,: an empty class name"),
+    (["--classes=1,12", "--idx_dir={mnist}"],
+     "--classes=1,12: '12' is not a class of mnist; its classes are 0, 1"),
+    (["--classes=a,b", "--idx_dir={mnist}"], "'a' is not a class of mnist"),
+    (["--idx_dir={mnist}", "--data_dir={tmp}"],
+     "--idx_dir and --data_dir name two sources of data; give one"),
+    (["--dataset="], "--dataset=: give a TFDS dataset name"),
+    (["--train_split="], "--train_split=: give a TFDS split"),
     (["--no_such_flag=1"], "no_such_flag"),
     (["positional"], "'positional'"),
     (["--flagfile={tmp}/missing.cfg"], "missing.cfg"),
@@ -34,7 +42,10 @@ CASES = [
     (["--model_dir=/proc/logreg_tf/run"], "cannot write in '/proc'"),
     (["--idx_dir={tmp}/nowhere"], "nowhere' is not a directory"),
     (["--idx_dir={idx}"], "train-images-idx3-ubyte[.gz] not found"),
-    (["--data_dir={idx}"], "MNIST not found"),
+    (["--data_dir={idx}"], "dataset 'mnist' not found"),
+    (["--data_dir={idx}", "--dataset=no_such_set"],
+     "dataset 'no_such_set' not found: no prepared TFDS 'no_such_set' in "
+     "{idx}"),
 ]
 
 
@@ -45,7 +56,10 @@ def test_bad_input(tmp_path, args, quoted):
   empty = tmp_path / "empty"
   empty.mkdir()
   out = tmp_path / "out"
-  subs = {"tmp": tmp_path, "file": afile, "idx": empty}
+  subs = {"tmp": tmp_path, "file": afile, "idx": empty,
+          "mnist": tmp_path / "mnist"}
+  if any("{mnist}" in a for a in args):
+    make_idx_dir(tmp_path / "mnist", n_train=20, n_test=10)
   args = [a.format(**subs) for a in args]
   if not any(a.startswith("--model_dir") for a in args):
     args.append(f"--model_dir={out}")  # must not appear after a failure

@@ -7,29 +7,36 @@ import pytest
 import tensorflow as tf
 
 from logreg_tf import checkpoints, loop
-from logreg_tf.config import Config
+from logreg_tf.config import RunConfig
 from logreg_tf.errors import UserError
+from logreg_tf.model import num_outputs
+from logreg_tf.workdir import ModelDir
+
+from conftest import mnist_info
 
 
-def _checkpointer(model_dir, **overrides):
-  config = Config(model_dir=str(model_dir), **overrides)
-  model, optimizer, _ = loop.build(config, num_train=100)
-  return checkpoints.Checkpointer(str(model_dir), model, optimizer,
-                                  config), model, optimizer
+def _checkpointer(model_dir, keep=3, info=None, **overrides):
+  config = RunConfig(**overrides)
+  info = info or mnist_info()
+  steps = loop.build(config, info, num_train=100)
+  spec = checkpoints.run_spec(config, info, num_outputs(info.num_classes))
+  ckpt = checkpoints.Checkpointer(ModelDir(str(model_dir)).checkpoints,
+                                  steps.model, steps.optimizer, spec, keep)
+  return ckpt, steps.model, steps.optimizer
 
 
 def test_round_trip_restores_weights_step_and_epoch(tmp_path):
-  ckpt, model, optimizer = _checkpointer(tmp_path, keep_checkpoints=2)
+  ckpt, model, optimizer = _checkpointer(tmp_path, keep=2)
   for epoch in (1, 2, 3):
     model.kernel.assign(tf.fill(model.kernel.shape, float(epoch)))
     optimizer.iterations.assign(epoch * 10)
     ckpt.save(epoch)
   names = sorted(os.listdir(tmp_path / "checkpoints"))
   assert not any(n.startswith("ckpt-1.") for n in names)  # only 2 kept
-  again, model2, optimizer2 = _checkpointer(tmp_path, keep_checkpoints=2)
+  again, model2, optimizer2 = _checkpointer(tmp_path, keep=2)
   assert again.restore() == 3
   np.testing.assert_array_equal(model2.kernel.numpy(), 3.0)
-  assert int(optimizer2.iterations) == 30
+  assert int(optimizer2.iterations.numpy()) == 30
 
 
 def test_unreadable_latest_falls_back_to_the_previous(tmp_path):
@@ -60,14 +67,29 @@ def test_nothing_to_restore_starts_at_zero(tmp_path):
 
 
 def test_other_model_is_refused(tmp_path):
-  ckpt, _, _ = _checkpointer(tmp_path, classes=(3, 8))
+  pair = lambda a, b: mnist_info(class_names=(a, b))
+  ckpt, _, _ = _checkpointer(tmp_path, info=pair("3", "8"))
   ckpt.save(1)
-  other, _, _ = _checkpointer(tmp_path, classes=(4, 9))
+  other, _, _ = _checkpointer(tmp_path, info=pair("4", "9"))
   with pytest.raises(UserError, match="classes 3,8.*classes 4,9"):
     other.restore()
-  no_bias, _, _ = _checkpointer(tmp_path, classes=(3, 8), use_bias=False)
+  no_bias, _, _ = _checkpointer(tmp_path, info=pair("3", "8"),
+                                use_bias=False)
   with pytest.raises(UserError, match="no bias"):
     no_bias.restore()
+
+
+def test_other_dataset_is_refused(tmp_path):
+  ckpt, _, _ = _checkpointer(tmp_path)
+  ckpt.save(1)
+  fashion = mnist_info(name="fashion_mnist")
+  other, _, _ = _checkpointer(tmp_path, info=fashion)
+  with pytest.raises(UserError, match="another dataset .*: mnist \\(28x28x1 "
+                     "images\\).* trains on fashion_mnist \\(28x28x1"):
+    other.restore()
+  # Another version of the same dataset resumes, with a warning.
+  newer, _, _ = _checkpointer(tmp_path, info=mnist_info(version="3.0.2"))
+  assert newer.restore() == 1
 
 
 def test_non_finite_weights_are_never_saved(tmp_path):
@@ -84,5 +106,5 @@ def test_fresh_clears_only_our_files(tmp_path):
   (tmp_path / "run.json").write_text("{}")
   (tmp_path / "events.out.tfevents.1.host").write_text("")
   (tmp_path / "notes.txt").write_text("mine")
-  checkpoints.clear(str(tmp_path))
+  ModelDir(str(tmp_path)).clear()
   assert sorted(os.listdir(tmp_path)) == ["notes.txt"]

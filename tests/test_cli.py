@@ -1,5 +1,6 @@
 """The command line: end to end on mock data, flagfiles, one-line failures."""
 
+import dataclasses
 import glob
 import json
 import os
@@ -12,10 +13,10 @@ import pytest
 import tensorflow as tf
 
 from logreg_tf import loop, train
-from logreg_tf.config import Config
+from logreg_tf.config import RunConfig, Storage
 
 from conftest import REPO
-from helpers import error_lines, read_scalars, read_tags, run_cli
+from helpers import error_lines, read_hparams, read_scalars, read_tags, run_cli
 
 LINE = re.compile(
     r"epoch +(\d+)/(\d+)  train_loss (\d+\.\d{4})  test_loss (\d+\.\d{4})  "
@@ -47,12 +48,20 @@ def test_end_to_end_on_mock_data(tmp_path):
     assert scalars["test/accuracy"][epoch] == pytest.approx(
         float(m.group(5)), abs=5e-5)
   assert "_hparams_/session_start_info" in read_tags(str(model_dir))
+  # HParams get what the run is, never where it wrote; its table shows the
+  # final test accuracy and loss.
+  hparams, metrics = read_hparams(str(model_dir))
+  assert hparams["dataset"] == "mnist" and hparams["batch_size"] == 16
+  assert hparams["learning_rate"] == pytest.approx(0.1)
+  assert hparams["classes"] == "all" and hparams["dataset_version"] == "3.0.1"
+  assert not {"model_dir", "cache_dir", "data_dir", "fresh"} & set(hparams)
+  assert metrics == ["test/accuracy", "test/loss"]
 
 
 def test_idx_route_returns_final_metrics(idx_dir, tmp_path):
-  config = Config(idx_dir=idx_dir, num_epochs=3, learning_rate=0.01,
-                  model_dir=str(tmp_path))
-  metrics = loop.train_and_evaluate(config)
+  config = RunConfig(num_epochs=3, learning_rate=0.01)
+  metrics = loop.train_and_evaluate(
+      config, Storage(idx_dir=idx_dir, model_dir=str(tmp_path)))
   assert metrics["epoch"] == 3
   assert 0.0 <= metrics["test_accuracy"] <= 1.0
   assert metrics["train_loss"] > 0
@@ -63,9 +72,10 @@ def test_idx_route_returns_final_metrics(idx_dir, tmp_path):
 
 
 def test_three_classes_train_a_softmax_over_the_subset(idx_dir, tmp_path):
-  config = Config(idx_dir=idx_dir, num_epochs=2, classes=(1, 2, 7),
-                  model_dir=str(tmp_path), learning_rate=0.01)
-  metrics = loop.train_and_evaluate(config)
+  config = RunConfig(num_epochs=2, classes=("1", "2", "7"),
+                     learning_rate=0.01)
+  metrics = loop.train_and_evaluate(
+      config, Storage(idx_dir=idx_dir, model_dir=str(tmp_path)))
   with open(tmp_path / "run.json") as f:
     record = json.load(f)
   # The IDX fixture's labels cycle 0-9: 12 of its 40 test examples are 1, 2
@@ -75,7 +85,9 @@ def test_three_classes_train_a_softmax_over_the_subset(idx_dir, tmp_path):
   assert round(metrics["test_accuracy"] * 12) == metrics["test_accuracy"] * 12
   reader = tf.train.load_checkpoint(str(tmp_path / "checkpoints"))
   shapes = reader.get_variable_to_shape_map()
-  assert shapes["model/kernel/.ATTRIBUTES/VARIABLE_VALUE"] == [784, 3]
+  assert shapes["model/_kernel/.ATTRIBUTES/VARIABLE_VALUE"] == [784, 3]
+  assert record["dataset"]["class_names"] == ["1", "2", "7"]
+  assert record["dataset"]["class_indices"] == [1, 2, 7]
 
 
 def _parse(*argv):
@@ -84,12 +96,33 @@ def _parse(*argv):
   return train.config_from_flags()
 
 
+def _storage(*argv):
+  flags.FLAGS.unparse_flags()
+  train.parse_flags(["logreg-train", *argv])
+  return train.storage_from_flags()
+
+
 @flagsaver.flagsaver
 def test_defaults_are_the_tutorials_protocol():
   config = _parse()
   assert config.learning_rate == 0.05 and config.num_epochs == 500
   assert config.display_step == 1 and config.batch_size is None
   assert config.init == "zeros" and config.use_bias and config.classes is None
+  assert config.dataset == "mnist"
+  assert (config.train_split, config.test_split) == ("train", "test")
+
+
+@flagsaver.flagsaver
+def test_what_a_run_is_and_where_it_goes_are_apart(tmp_path):
+  argv = ("--dataset=fashion_mnist", "--learning_rate=0.5",
+          f"--model_dir={tmp_path}", "--cache_dir=", "--checkpoint_every=4",
+          "--fresh")
+  config, storage = _parse(*argv), _storage(*argv)
+  assert config.dataset == "fashion_mnist" and config.learning_rate == 0.5
+  assert storage.model_dir == str(tmp_path) and storage.cache_dir is None
+  assert storage.checkpoint_every == 4 and storage.fresh
+  assert not {f.name for f in dataclasses.fields(config)} & {
+      f.name for f in dataclasses.fields(storage)}
 
 
 @flagsaver.flagsaver
@@ -111,8 +144,10 @@ def test_every_flagfile_parses_and_says_what_it_reaches(path):
 
 @flagsaver.flagsaver
 def test_classes_flag():
-  assert _parse("--classes=3,8").classes == (3, 8)
-  assert _parse("--classes=1, 2,7").num_outputs == 3
+  assert _parse("--classes=3,8").classes == ("3", "8")
+  assert _parse("--classes=1, 2,7").classes == ("1", "2", "7")
+  assert _parse("--classes=Sandal,Ankle boot").classes == ("Sandal",
+                                                           "Ankle boot")
 
 
 def test_missing_data_fails_fast_in_one_line(tmp_path):
@@ -122,7 +157,7 @@ def test_missing_data_fails_fast_in_one_line(tmp_path):
   assert result.returncode == 1
   assert "Traceback" not in result.stderr
   (line,) = error_lines(result.stderr)
-  assert "MNIST not found" in line and str(tmp_path) in line
+  assert "dataset 'mnist' not found" in line and str(tmp_path) in line
 
 
 def test_broken_idx_file_fails_in_one_line(idx_dir):

@@ -7,9 +7,11 @@ import pytest
 import tensorflow as tf
 
 from logreg_tf import loop
-from logreg_tf.config import Config
-from logreg_tf.model import LinearModel, SigmoidHead, SoftmaxHead
-from logreg_tf.steps import SGD, Steps
+from logreg_tf.config import RunConfig
+from logreg_tf.model import SigmoidHead, SoftmaxHead, linear_model
+from logreg_tf.steps import EpochResult, EvalResult, Steps, sgd
+
+from conftest import mnist_info
 
 
 def _data(n=32, d=784, k=10, seed=0):
@@ -20,7 +22,7 @@ def _data(n=32, d=784, k=10, seed=0):
 
 
 def test_parameter_count_and_shapes():
-  model, _, _ = loop.build(Config(), num_train=100)
+  model = loop.build(RunConfig(), mnist_info(), num_train=100).model
   assert sum(int(np.prod(v.shape)) for v in model.weights) == 7850
   assert model.kernel.shape == (784, 10) and model.bias.shape == (10,)
   x, _ = _data()
@@ -28,125 +30,161 @@ def test_parameter_count_and_shapes():
 
 
 def test_binomial_model_has_one_logit():
-  model, _, _ = loop.build(Config(classes=(3, 8)), num_train=100)
+  model = loop.build(RunConfig(), mnist_info(class_names=("3", "8")),
+                     num_train=100).model
   assert model.kernel.shape == (784, 1)
   assert sum(int(np.prod(v.shape)) for v in model.weights) == 785
 
 
 def test_tutorial_init_is_standard_normal_without_bias():
-  model = LinearModel(784, 10, use_bias=False, init="normal", seed=1)
+  model = linear_model(784, 10, use_bias=False, init="normal", seed=1)
   w = model.kernel.numpy()
   assert model.bias is None
   assert abs(w.mean()) < 0.03 and abs(w.std() - 1) < 0.03
 
 
 def test_zero_weights_give_log_of_class_count():
-  model = LinearModel(784, 10, use_bias=True, init="zeros", seed=0)
-  steps = Steps(model, SoftmaxHead(), SGD(0.1), l2=0.0, batch_size=None,
+  model = linear_model(784, 10, use_bias=True, init="zeros", seed=0)
+  steps = Steps(model, SoftmaxHead(), sgd(0.1), l2=0.0, batch_size=None,
                 seed=0)
   x, y = _data()
   loss, _ = steps.objective(x, y)
   assert float(loss) == pytest.approx(math.log(10), rel=1e-6)
-  binomial = Steps(LinearModel(784, 1, use_bias=True, init="zeros", seed=0),
-                   SigmoidHead(), SGD(0.1), l2=0.0, batch_size=None, seed=0)
+  binomial = Steps(linear_model(784, 1, use_bias=True, init="zeros", seed=0),
+                   SigmoidHead(), sgd(0.1), l2=0.0, batch_size=None, seed=0)
   loss, _ = binomial.objective(x, y % 2)
   assert float(loss) == pytest.approx(math.log(2), rel=1e-6)
 
 
 def _snapshot(model, optimizer):
   return [v.numpy().copy() for v in model.weights] + [
-      optimizer.iterations.numpy()]
+      int(optimizer.iterations.numpy())]
+
+
+def _ops(fn, *args):
+  """Op types and lower-cased node names of fn's graph and its functions."""
+  graph_def = fn.get_concrete_function(*args).graph.as_graph_def()
+  nodes = list(graph_def.node)
+  for f in graph_def.library.function:
+    nodes.extend(f.node_def)
+  return [n.op for n in nodes], {n.name.lower() for n in nodes}
+
+
+def _writes(op_types):
+  return sorted(t for t in op_types if "Assign" in t or "Scatter" in t)
 
 
 def test_eval_is_forward_only():
-  model = LinearModel(784, 10, use_bias=True, init="normal", seed=0)
-  optimizer = SGD(0.5)
+  model = linear_model(784, 10, use_bias=True, init="normal", seed=0)
+  optimizer = sgd(0.5)
   steps = Steps(model, SoftmaxHead(), optimizer, l2=0.1, batch_size=None,
                 seed=0)
   x, y = _data()
   before = _snapshot(model, optimizer)
-  loss, correct = steps.eval_step(x, y)
+  result = steps.eval_step(x, y)
+  assert isinstance(result, EvalResult)
   for a, b in zip(before, _snapshot(model, optimizer)):
     np.testing.assert_array_equal(a, b)
   # The compiled graph, with every function it calls, holds no write and no
   # gradient ...
-  def op_types(fn):
-    graph_def = fn.get_concrete_function(x, y).graph.as_graph_def()
-    nodes = list(graph_def.node)
-    for f in graph_def.library.function:
-      nodes.extend(f.node_def)
-    return {n.op for n in nodes}, {n.name.lower() for n in nodes}
-  types, names = op_types(steps.eval_step)
-  assert not {t for t in types if "Assign" in t}, types
+  types, names = _ops(steps.eval_step, x, y)
+  assert not _writes(types), types
   assert not any("grad" in n for n in names), names
   # ... while the train step does write.
-  types, _ = op_types(steps.train_step)
-  assert {"AssignSubVariableOp", "AssignAddVariableOp"} <= types
+  types, _ = _ops(steps.train_step, x, y)
+  # (Keras SGD: assign_sub on the weights, a plain assign of its step count)
+  assert {"AssignSubVariableOp", "AssignVariableOp"} <= set(types)
   logits = model(x).numpy()
   expected = np.sum(np.argmax(logits, 1) == y.numpy())
-  assert int(correct) == expected
+  assert int(result.correct) == expected
+
+
+@pytest.mark.parametrize("batch_size", [None, 8])
+def test_the_evaluation_fused_into_an_epoch_writes_nothing(batch_size):
+  # What the command runs at a display step is train_epoch_and_eval: its
+  # graph must hold exactly the writes of the epoch alone, and its
+  # evaluation must equal eval_step's after the same epoch.
+  def fresh():
+    model = linear_model(784, 10, use_bias=True, init="normal", seed=0)
+    return Steps(model, SoftmaxHead(), sgd(0.1), l2=0.1,
+                 batch_size=batch_size, seed=0)
+  x, y = _data(n=40)
+  xt, yt = _data(n=24, seed=1)
+  epoch = tf.constant(1, tf.int64)
+  fused, alone = fresh(), fresh()
+  fused_types, fused_names = _ops(fused.train_epoch_and_eval, x, y, epoch,
+                                  xt, yt)
+  epoch_types, epoch_names = _ops(alone.train_epoch, x, y, epoch)
+  assert _writes(fused_types) == _writes(epoch_types)
+  assert ({n for n in fused_names if "grad" in n}
+          == {n for n in epoch_names if "grad" in n})
+  result, evaluation = fused.train_epoch_and_eval(x, y, epoch, xt, yt)
+  assert isinstance(result, EpochResult) and isinstance(evaluation, EvalResult)
+  alone.train_epoch(x, y, epoch)
+  separate = alone.eval_step(xt, yt)
+  assert float(evaluation.loss) == float(separate.loss)
+  assert int(evaluation.correct) == int(separate.correct)
 
 
 def test_train_step_moves_weights_down_the_loss():
-  model = LinearModel(784, 10, use_bias=True, init="zeros", seed=0)
-  optimizer = SGD(0.01)
+  model = linear_model(784, 10, use_bias=True, init="zeros", seed=0)
+  optimizer = sgd(0.01)
   steps = Steps(model, SoftmaxHead(), optimizer, l2=0.0, batch_size=None,
                 seed=0)
   x, y = _data()
-  first, predictions = steps.train_step(x, y)
-  second, _ = steps.train_step(x, y)
+  first = steps.train_step(x, y)
+  second = steps.train_step(x, y)
   assert float(second) < float(first)
-  assert predictions.shape == (32,) and predictions.dtype == tf.int64
-  assert int(optimizer.iterations) == 2
+  assert int(optimizer.iterations.numpy()) == 2
 
 
 def test_linear_schedule_reaches_zero_at_the_last_step():
-  optimizer = SGD(1.0, "linear", total_steps=4)
+  optimizer = sgd(1.0, "linear", total_steps=4)
   rates = []
   for _ in range(5):
-    rates.append(float(optimizer.current_lr()))
+    rates.append(float(optimizer.learning_rate))
     optimizer.iterations.assign_add(1)
   np.testing.assert_allclose(rates, [1.0, 0.75, 0.5, 0.25, 0.0])
 
 
 @pytest.mark.parametrize("n,batch,expected_steps", [(10, 3, 4), (10, 5, 2)])
 def test_minibatch_epoch_keeps_the_last_partial_batch(n, batch, expected_steps):
-  model = LinearModel(784, 10, use_bias=True, init="zeros", seed=0)
-  optimizer = SGD(0.1)
+  model = linear_model(784, 10, use_bias=True, init="zeros", seed=0)
+  optimizer = sgd(0.1)
   steps = Steps(model, SoftmaxHead(), optimizer, l2=0.0, batch_size=batch,
                 seed=0)
   x, y = _data(n=n)
-  _, taken, ok = steps.train_epoch(x, y, tf.constant(1, tf.int64))
-  assert int(taken) == expected_steps and bool(ok)
-  assert int(optimizer.iterations) == expected_steps
+  result = steps.train_epoch(x, y, tf.constant(1, tf.int64))
+  assert int(result.steps) == expected_steps and bool(result.finite)
+  assert int(optimizer.iterations.numpy()) == expected_steps
 
 
 def test_minibatch_epoch_sees_every_example_once():
   # With lr 0 the epoch loss is the mean loss over all examples, whatever
   # the order: only true if each example is in exactly one batch.
-  model = LinearModel(784, 10, use_bias=True, init="normal", seed=0)
-  steps = Steps(model, SoftmaxHead(), SGD(1e-30), l2=0.0, batch_size=7,
+  model = linear_model(784, 10, use_bias=True, init="normal", seed=0)
+  steps = Steps(model, SoftmaxHead(), sgd(1e-30), l2=0.0, batch_size=7,
                 seed=3)
   x, y = _data(n=50)
-  loss, taken, _ = steps.train_epoch(x, y, tf.constant(2, tf.int64))
+  result = steps.train_epoch(x, y, tf.constant(2, tf.int64))
   full, _ = steps.objective(x, y)
-  assert int(taken) == 8
-  assert float(loss) == pytest.approx(float(full), rel=1e-5)
+  assert int(result.steps) == 8
+  assert float(result.loss) == pytest.approx(float(full), rel=1e-5)
 
 
 def test_divergence_is_reported_not_hidden():
-  model = LinearModel(784, 10, use_bias=True, init="normal", seed=0)
-  steps = Steps(model, SoftmaxHead(), SGD(1e38), l2=0.0, batch_size=4, seed=0)
+  model = linear_model(784, 10, use_bias=True, init="normal", seed=0)
+  steps = Steps(model, SoftmaxHead(), sgd(1e38), l2=0.0, batch_size=4, seed=0)
   x, y = _data(n=40)
-  _, taken, ok = steps.train_epoch(x, y, tf.constant(1, tf.int64))
-  assert not bool(ok)
-  assert 1 <= int(taken) < 10  # stopped early, at the failing step
+  result = steps.train_epoch(x, y, tf.constant(1, tf.int64))
+  assert not bool(result.finite)
+  assert 1 <= int(result.steps) < 10  # stopped early, at the failing step
 
 
 @pytest.mark.parametrize("batch_size", [None, 7])
 def test_no_step_function_retraces_after_the_first_epoch(batch_size):
-  model = LinearModel(784, 10, use_bias=True, init="zeros", seed=0)
-  steps = Steps(model, SoftmaxHead(), SGD(0.1), l2=0.0, batch_size=batch_size,
+  model = linear_model(784, 10, use_bias=True, init="zeros", seed=0)
+  steps = Steps(model, SoftmaxHead(), sgd(0.1), l2=0.0, batch_size=batch_size,
                 seed=0)
   x, y = _data(n=50)
   for epoch in range(1, 5):

@@ -118,11 +118,13 @@ def test_same_flags_and_seed_repeat_bitwise(idx, one_go, tmp_path):
 def test_run_json_records_the_run(one_go):
   _, record = final_state(one_go["minibatch"])
   assert record["status"] == "completed"
-  assert record["flags"]["batch_size"] == 16 and record["flags"]["seed"] == 7
+  assert record["config"]["batch_size"] == 16 and record["config"]["seed"] == 7
+  assert record["storage"]["checkpoint_every"] == 25
   assert record["versions"]["tensorflow"] == tf.__version__
   assert {"python", "tensorflow_datasets", "logreg_tf"} <= set(
       record["versions"])
   assert record["dataset"]["name"] == "mnist"
+  assert record["dataset"]["image_shape"] == [28, 28, 1]
   assert record["dataset"]["train_examples"] == 100
   assert len(record["dataset"]["fingerprint_sha256"]) == 64
   assert "CPU" in record["device"] or "GPU" in record["device"]
@@ -145,7 +147,9 @@ def test_incompatible_checkpoint_is_refused_then_fresh(idx, tmp_path):
   assert fresh.returncode == 0, fresh.stderr[-2000:]
   assert "resuming" not in fresh.stderr
   with open(tmp_path / "run.json") as f:
-    assert json.load(f)["flags"]["classes"] == [4, 9]
+    record = json.load(f)
+  assert record["config"]["classes"] == ["4", "9"]
+  assert record["dataset"]["class_names"] == ["4", "9"]
 
 
 def test_divergence_stops_naming_epoch_step_and_checkpoint(idx, tmp_path):

@@ -5,8 +5,8 @@ import pytest
 import tensorflow as tf
 
 from logreg_tf import reference as ref
-from logreg_tf.model import LinearModel, head_for
-from logreg_tf.steps import SGD, Steps
+from logreg_tf.model import linear_model, head_for
+from logreg_tf.steps import Steps, sgd
 
 
 def _case(num_outputs, use_bias, l2, seed=0, n=64, lr=0.3):
@@ -14,12 +14,12 @@ def _case(num_outputs, use_bias, l2, seed=0, n=64, lr=0.3):
   x = rng.random((n, 784)).astype(np.float32)
   classes = 2 if num_outputs == 1 else num_outputs
   y = rng.integers(0, classes, n)
-  model = LinearModel(784, num_outputs, use_bias=use_bias, init="zeros",
+  model = linear_model(784, num_outputs, use_bias=use_bias, init="zeros",
                       seed=0)
   model.kernel.assign(rng.normal(0, 0.05, (784, num_outputs)))
   if use_bias:
     model.bias.assign(rng.normal(0, 0.5, num_outputs))
-  steps = Steps(model, head_for(num_outputs), SGD(lr), l2=l2,
+  steps = Steps(model, head_for(num_outputs), sgd(lr), l2=l2,
                 batch_size=None, seed=0)
   return steps, model, x, y
 
@@ -102,12 +102,12 @@ def test_minibatch_epoch_is_reference_sgd_in_the_seeded_order(
     num_outputs, use_bias, l2):
   n, b, lr, seed, epoch = 50, 8, 0.2, 5, 3  # 6 full batches and one of 2
   steps, model, x, y = _case(num_outputs, use_bias, l2, seed=3, n=n)
-  steps = Steps(model, steps.head, SGD(lr, "linear", total_steps=10), l2=l2,
+  steps = Steps(model, steps.head, sgd(lr, "linear", total_steps=10), l2=l2,
                 batch_size=b, seed=seed)
   order = tf.random.experimental.stateless_shuffle(
       tf.range(n), seed=[seed, epoch]).numpy()
   # The reference, step by step, on a copy of the weights.
-  shadow = LinearModel(784, num_outputs, use_bias=use_bias, init="zeros",
+  shadow = linear_model(784, num_outputs, use_bias=use_bias, init="zeros",
                        seed=0)
   for s, v in zip(shadow.weights, model.weights):
     s.assign(v)
@@ -119,10 +119,10 @@ def test_minibatch_epoch_is_reference_sgd_in_the_seeded_order(
     rate = lr * (1 - step / 10)
     for v, g in zip(shadow.weights, grads):
       v.assign(v.numpy() - rate * g)
-  mean_loss, taken, ok = steps.train_epoch(tf.constant(x), tf.constant(y),
-                                           tf.constant(epoch, tf.int64))
-  assert bool(ok) and int(taken) == 7
-  assert int(steps.optimizer.iterations) == 7
-  assert float(mean_loss) == pytest.approx(expected_loss / n, rel=1e-5)
+  result = steps.train_epoch(tf.constant(x), tf.constant(y),
+                             tf.constant(epoch, tf.int64))
+  assert bool(result.finite) and int(result.steps) == 7
+  assert int(steps.optimizer.iterations.numpy()) == 7
+  assert float(result.loss) == pytest.approx(expected_loss / n, rel=1e-5)
   for v, s in zip(model.weights, shadow.weights):
     _close(v.numpy(), s.numpy())

@@ -1,0 +1,107 @@
+"""Flags that every command shares (data, model directory), their checks, and
+the one-line failure that every command ends with on bad input.
+
+Each command module calls the `define_*` functions it needs at import, keeps
+the returned holders and builds its configs from them; library code never
+reads flags.
+"""
+
+import os
+import sys
+import types
+
+from absl import flags
+
+from logreg_tf import cache
+from logreg_tf import workdir
+from logreg_tf.config import Storage
+from logreg_tf.errors import UserError
+
+
+def fail(prog: str, message: str, code: int = 1):
+  """Ends the command with one line on stderr, no traceback."""
+  sys.stderr.write(f"{prog}: error: {message}\n")
+  sys.exit(code)
+
+
+def flags_parser(prog: str):
+  """absl parsing for app.run: errors in one line, stray arguments refused."""
+  def parse(argv):
+    try:
+      rest = flags.FLAGS(argv)
+    except flags.Error as e:
+      fail(prog, str(e).replace("ERROR:: ", ""))
+    if len(rest) > 1:
+      fail(prog, f"unexpected arguments {' '.join(rest[1:])!r}: this command "
+           "takes only --flags (see --helpfull)")
+    return rest
+  return parse
+
+
+def user_check(fn):
+  """A flag validator from a function that raises UserError with the reason."""
+  def check(value):
+    try:
+      fn(value)
+    except UserError as e:
+      raise flags.ValidationError(str(e)) from e
+    return True
+  return check
+
+
+def define_data_flags() -> types.SimpleNamespace:
+  """--dataset, --data_dir, --idx_dir, --cache_dir."""
+  holders = types.SimpleNamespace(
+      dataset=flags.DEFINE_string(
+          "dataset", "mnist", "TFDS name of an image classification dataset "
+          "(an image feature and a ClassLabel), e.g. mnist, fashion_mnist, "
+          "emnist/balanced, cifar10; with --idx_dir, the name of the "
+          "dataset its files hold."),
+      data_dir=flags.DEFINE_string(
+          "data_dir", None, "TFDS data directory holding the prepared "
+          "dataset; unset means TFDS's default, which honours TFDS_DATA_DIR."),
+      idx_dir=flags.DEFINE_string(
+          "idx_dir", None, "Directory with the four IDX files of the dataset "
+          "(MNIST's names, plain or .gz); when set, TFDS is not read."),
+      cache_dir=flags.DEFINE_string(
+          "cache_dir", None, "Where decoded datasets and XLA's kernels are "
+          "kept between runs; unset means $XDG_CACHE_HOME/logreg_tf or "
+          "~/.cache/logreg_tf, empty disables the cache."),
+  )
+  flags.register_validator(
+      "dataset", lambda v: bool(v and v.strip()),
+      message="give a TFDS dataset name, e.g. mnist or fashion_mnist")
+  flags.register_multi_flags_validator(
+      ["idx_dir", "data_dir"],
+      lambda d: not (d["idx_dir"] and d["data_dir"]),
+      message="--idx_dir and --data_dir name two sources of data; give one")
+  return holders
+
+
+def define_model_dir_flag(help_text: str) -> flags.FlagHolder:
+  holder = flags.DEFINE_string("model_dir", None, help_text)
+  flags.register_validator(
+      "model_dir",
+      user_check(lambda p: p is None or workdir.check_writable(p)))
+  return holder
+
+
+def storage_from_flags(data, model_dir, **outputs) -> Storage:
+  """The Storage of the data flags, the model directory and `outputs`."""
+  cache_dir = data.cache_dir.value
+  return Storage(
+      model_dir=model_dir.value, data_dir=data.data_dir.value,
+      idx_dir=data.idx_dir.value,
+      cache_dir=cache.default_dir() if cache_dir is None else cache_dir or None,
+      **outputs)
+
+
+def use_xla_cache(cache_dir) -> None:
+  """Keeps XLA's compiled kernels in the cache too: later runs skip compiling.
+
+  Must happen before TensorFlow is imported; a TF_XLA_FLAGS of the user's
+  own wins.
+  """
+  if cache_dir and "TF_XLA_FLAGS" not in os.environ:
+    os.environ["TF_XLA_FLAGS"] = (
+        "--tf_xla_persistent_cache_directory=" + os.path.join(cache_dir, "xla"))
