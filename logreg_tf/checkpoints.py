@@ -7,21 +7,22 @@ the checkpoint, so it can never disagree with the weights. The shuffle order
 of every later epoch follows from the spec's seed and the epoch.
 
 TensorFlow writes each checkpoint under temporary names and then updates the
-`checkpoint` state file atomically: a crash while saving leaves the previous
-checkpoint the latest. If the latest is unreadable anyway, the previous ones
-are tried in turn.
+`checkpoint` state file atomically; a save is reported only once its files,
+the state file and the directory are flushed to disk. A checkpoint torn
+anyway (by a power loss before that flush, or a damaged disk) is found by
+its checksums and skipped for the newest intact one (ckpt_files.py).
 """
 
 import json
+import os
 from typing import Optional
 
 from absl import logging
 import numpy as np
 import tensorflow as tf
 
-from logreg_tf.errors import UserError
-
-_SPEC_KEY = "spec/.ATTRIBUTES/VARIABLE_VALUE"
+from logreg_tf import ckpt_files, durable
+from logreg_tf.errors import StorageError, UserError
 # Must match for a resume at all: what the weights mean.
 DATA_FIELDS = ("dataset", "image_shape")
 MODEL_FIELDS = ("classes", "num_outputs", "use_bias")
@@ -53,22 +54,24 @@ def _describe_model(spec: dict) -> str:
 
 
 class Checkpointer:
-  """Saves and restores one run's state in the model directory."""
+  """Saves and restores one run's state in MODEL_DIR/checkpoints."""
 
-  def __init__(self, directory: str, model, optimizer, spec: dict,
-               keep: int):
+  def __init__(self, model_dir, model, optimizer, spec: dict, keep: int):
     self.spec = spec
     self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
+    self._model_dir = model_dir
+    self._directory = model_dir.checkpoints
     self._model = model
     self._optimizer = optimizer
+    self._keep = keep
+    self._manager = None  # made by restore(), once the state file is sound
+    self._last_good: Optional[str] = None
     # Of the optimizer only its step count: a rate given on the command line
     # is never overwritten by a saved one.
     self._checkpoint = tf.train.Checkpoint(
         model=model, optimizer=tf.train.Checkpoint(
             iterations=optimizer.iterations),
         epoch=self.epoch, spec=tf.Variable(json.dumps(spec, sort_keys=True)))
-    self._manager = tf.train.CheckpointManager(
-        self._checkpoint, directory, max_to_keep=keep)
 
   def track(self, **trackables) -> None:
     """Adds more state (e.g. the last epoch's train loss) to the checkpoint."""
@@ -77,27 +80,57 @@ class Checkpointer:
 
   @property
   def latest(self) -> Optional[str]:
-    return self._manager.latest_checkpoint
-
-  def _candidates(self):
-    """Checkpoint prefixes, newest first."""
-    return list(reversed(self._manager.checkpoints))
+    """The newest checkpoint known to be intact: restored or saved here."""
+    return self._last_good
 
   def restore(self) -> int:
-    """Restores the newest readable checkpoint; returns its epoch (0: none)."""
-    for path in self._candidates():
-      try:
-        saved = json.loads(tf.train.load_checkpoint(path).get_tensor(_SPEC_KEY))
-      except (tf.errors.OpError, ValueError) as e:
-        logging.warning("checkpoint %s is unreadable (%s); trying an older one",
-                        path, str(e).splitlines()[0] if str(e) else e)
+    """Restores the newest intact checkpoint; returns its epoch (0: none).
+
+    A damaged one is named in the log with its reason and skipped for an
+    older one. When checkpoints exist but none is intact, raises UserError
+    and deletes nothing.
+    """
+    self._prepare_directory()
+    damaged = []
+    candidates = ckpt_files.candidates(self._directory)
+    for i, path in enumerate(candidates):
+      saved, problem = ckpt_files.verify(path)
+      if problem is None:
+        self._check_compatible(saved, path)
+        try:
+          self._checkpoint.restore(path).assert_existing_objects_matched()
+        except (tf.errors.OpError, ValueError, AssertionError) as e:
+          problem = str(e).strip().splitlines()[0]
+      if problem is not None:
+        logging.warning("checkpoint %s is damaged (%s); falling back to an "
+                        "older one", path, problem)
+        damaged.append(f"{os.path.basename(path)} ({problem})")
         continue
-      self._check_compatible(saved, path)
-      self._checkpoint.restore(path).assert_existing_objects_matched()
+      if damaged or not os.path.exists(ckpt_files.state_path(
+          self._directory)):
+        ckpt_files.point_state_at(self._directory, path,
+                                  list(reversed(candidates[i + 1:])))
+      self._start_manager()
+      self._last_good = path
       logging.info("resuming from %s at epoch %d (global step %d)", path,
                    int(self.epoch), int(self._optimizer.iterations))
       return int(self.epoch)
+    if damaged:
+      raise UserError(
+          f"no intact checkpoint in {self._directory}: {'; '.join(damaged)}."
+          " Nothing was deleted; start over there with --fresh (it deletes "
+          "them), or use another --model_dir")
+    self._start_manager()
     return 0
+
+  def _prepare_directory(self) -> None:
+    os.makedirs(self._directory, exist_ok=True)
+    ckpt_files.check_state_file(self._directory)
+
+  def _start_manager(self) -> None:
+    self._manager = tf.train.CheckpointManager(
+        self._checkpoint, self._directory, max_to_keep=self._keep,
+        checkpoint_name=ckpt_files.PREFIX)
 
   def _check_compatible(self, saved: dict, path: str) -> None:
     for fields, what, verb, describe in (
@@ -119,11 +152,30 @@ class Checkpointer:
                       ", ".join(changed))
 
   def save(self, epoch: int) -> str:
-    """Saves at `epoch`; refuses to write non-finite weights."""
+    """Saves at `epoch` and flushes it to disk before saying so.
+
+    Refuses to write non-finite weights. A save that fails (full disk,
+    quota, I/O error, read-only file system) removes what it left and
+    raises StorageError naming the path, the reason and the last good
+    checkpoint, which stays intact.
+    """
     for v in self._model.trainable_variables:
       if not np.all(np.isfinite(v.numpy())):
         raise ValueError(f"refusing to checkpoint non-finite {v.name}")
     self.epoch.assign(epoch)
-    path = self._manager.save(checkpoint_number=epoch)
+    if self._manager is None:  # saving without a restore: a new directory
+      self._prepare_directory()
+      self._start_manager()
+    prefix = os.path.join(self._directory, f"{ckpt_files.PREFIX}-{epoch}")
+    try:
+      path = self._manager.save(checkpoint_number=epoch)
+      durable.sync_files(ckpt_files.files_of(path)
+                         + [ckpt_files.state_path(self._directory)])
+    except (tf.errors.OpError, OSError) as e:
+      self._model_dir.remove_partial_saves()
+      raise StorageError(
+          f"could not save checkpoint {prefix}: {durable.reason(e)}; last "
+          f"good checkpoint: {self._last_good or 'none'}") from e
+    self._last_good = path
     logging.info("saved checkpoint %s", path)
     return path

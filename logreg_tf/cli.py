@@ -6,7 +6,6 @@ the returned holders and builds its configs from them; library code never
 reads flags.
 """
 
-import os
 import sys
 import types
 
@@ -64,9 +63,9 @@ def define_data_flags() -> types.SimpleNamespace:
           "idx_dir", None, "Directory with the four IDX files of the dataset "
           "(MNIST's names, plain or .gz); when set, TFDS is not read."),
       cache_dir=flags.DEFINE_string(
-          "cache_dir", None, "Where decoded datasets and XLA's kernels are "
-          "kept between runs; unset means $XDG_CACHE_HOME/logreg_tf or "
-          "~/.cache/logreg_tf, empty disables the cache."),
+          "cache_dir", None, "Where decoded datasets are kept between runs; "
+          "unset means $XDG_CACHE_HOME/logreg_tf or ~/.cache/logreg_tf, "
+          "empty disables the cache."),
   )
   flags.register_validator(
       "dataset", lambda v: bool(v and v.strip()),
@@ -94,14 +93,3 @@ def storage_from_flags(data, model_dir, **outputs) -> Storage:
       idx_dir=data.idx_dir.value,
       cache_dir=cache.default_dir() if cache_dir is None else cache_dir or None,
       **outputs)
-
-
-def use_xla_cache(cache_dir) -> None:
-  """Keeps XLA's compiled kernels in the cache too: later runs skip compiling.
-
-  Must happen before TensorFlow is imported; a TF_XLA_FLAGS of the user's
-  own wins.
-  """
-  if cache_dir and "TF_XLA_FLAGS" not in os.environ:
-    os.environ["TF_XLA_FLAGS"] = (
-        "--tf_xla_persistent_cache_directory=" + os.path.join(cache_dir, "xla"))

@@ -19,3 +19,10 @@ class DivergenceError(Exception):
   """Training produced a non-finite loss or weight."""
 
   exit_code = 3
+
+
+class StorageError(Exception):
+  """Writing the model directory failed: a full disk, a quota, an I/O error,
+  a file system that turned read-only. Earlier checkpoints stay intact."""
+
+  exit_code = 4

@@ -8,12 +8,12 @@ import tensorflow as tf
 
 from logreg_tf import checkpoints, data
 from logreg_tf.config import RunConfig, Storage
-from logreg_tf.errors import DivergenceError
+from logreg_tf.errors import DivergenceError, StorageError
 from logreg_tf.interrupts import Interrupted, StopRequest
 from logreg_tf.model import head_for, linear_model, num_outputs
 from logreg_tf.runinfo import RunInfo, describe
 from logreg_tf.steps import EvalResult, Steps, sgd
-from logreg_tf.summaries import Reporter
+from logreg_tf.summaries import Reporter, drop_after
 from logreg_tf.workdir import ModelDir
 
 
@@ -83,10 +83,11 @@ def _diverged(epoch, result, steps, ckpt) -> DivergenceError:
 class _Run:
   """One invocation's state: data tensors, steps, outputs."""
 
-  def __init__(self, config, storage, tensors, steps, reporter, ckpt, stop):
+  def __init__(self, config, storage, tensors, steps, stop):
     self.config, self.storage, self.steps = config, storage, steps
-    self.tensors, self.reporter, self.ckpt, self.stop = (tensors, reporter,
-                                                         ckpt, stop)
+    self.tensors, self.stop = tensors, stop
+    self.reporter = Reporter(None, config.num_epochs)
+    self.ckpt = None
     self.train_loss = tf.Variable(float("nan"), trainable=False)
 
   def log(self, epoch: int, metrics: Optional[Dict[str, float]] = None):
@@ -125,13 +126,55 @@ class _Run:
     return metrics
 
 
+_STATUS = ((DivergenceError, "diverged"), (Interrupted, "interrupted"),
+           (StorageError, "failed"))
+
+
+def _run_in(model_dir: ModelDir, run: _Run, info, record) -> Dict[str, float]:
+  """The run with checkpoints, events and run.json in `model_dir`.
+
+  The checkpoint is restored (or refused) before anything is written, and
+  events the interrupted run wrote after it are dropped first.
+  """
+  config, steps = run.config, run.steps
+  spec = checkpoints.run_spec(config, info, num_outputs(info.num_classes))
+  run.ckpt = checkpoints.Checkpointer(model_dir, steps.model, steps.optimizer,
+                                      spec, run.storage.keep_checkpoints)
+  run.ckpt.track(train_loss=run.train_loss)
+  start = run.ckpt.restore()
+  try:
+    drop_after(model_dir.event_files(), start)
+  except (tf.errors.OpError, OSError) as e:
+    raise StorageError(f"cannot rewrite TensorBoard events in "
+                       f"{model_dir.events}: {e}") from e
+  run_info = RunInfo(model_dir.run_json, config, run.storage, record,
+                     steps.model.kernel.value.device, start)
+  run.reporter = Reporter(model_dir.events, config.num_epochs)
+  try:
+    if start == 0:
+      run.reporter.hparams(config, info)
+    metrics = run.epochs(start)
+  except tuple(kind for kind, _ in _STATUS) as e:
+    if isinstance(e, StorageError) and "last good checkpoint" not in str(e):
+      e = StorageError(f"{e}; last good checkpoint: "
+                       f"{run.ckpt.latest or 'none'}")
+    run_info.record_failure(
+        next(status for kind, status in _STATUS if isinstance(e, kind)), e)
+    raise e
+  finally:
+    run.reporter.close()
+  run_info.finish("completed", metrics)
+  return metrics
+
+
 def train_and_evaluate(config: RunConfig, storage: Storage = Storage(),
                        stop: Optional[StopRequest] = None) -> Dict[str, float]:
   """Trains per `config` and returns the metrics of the last epoch.
 
-  With `storage.model_dir`, resumes from the latest checkpoint there, saves
-  every `checkpoint_every` epochs and at the end, and keeps run.json. `stop`
-  (set by a signal handler) ends the run after the current step, saved.
+  With `storage.model_dir`, holds that directory's lock for the whole run,
+  resumes from the newest intact checkpoint there, saves every
+  `checkpoint_every` epochs and at the end, and keeps run.json. `stop` (set
+  by a signal handler) ends the run after the current step, saved.
   """
   dataset = load_data(config, storage)
   info = dataset.info
@@ -139,34 +182,9 @@ def train_and_evaluate(config: RunConfig, storage: Storage = Storage(),
   tensors = data.to_tensors(dataset)
   num_train = len(dataset.train_labels)
   del dataset  # the uint8 copy is no longer needed
-  steps = build(config, info, num_train)
-  model_dir = ModelDir(storage.model_dir) if storage.model_dir else None
-  ckpt, run_info, start = None, None, 0
-  if model_dir:
-    model_dir.prepare(storage.fresh)
-    spec = checkpoints.run_spec(config, info, num_outputs(info.num_classes))
-    ckpt = checkpoints.Checkpointer(model_dir.checkpoints, steps.model,
-                                    steps.optimizer, spec,
-                                    storage.keep_checkpoints)
-  run = _Run(config, storage, tensors, steps,
-             Reporter(model_dir and model_dir.events, config.num_epochs),
-             ckpt, stop)
-  if ckpt:
-    ckpt.track(train_loss=run.train_loss)
-    start = ckpt.restore()
-    run_info = RunInfo(model_dir.run_json, config, storage, record,
-                       steps.model.kernel.value.device, start)
-  if start == 0:
-    run.reporter.hparams(config, info)
-  try:
-    metrics = run.epochs(start)
-  except (DivergenceError, Interrupted) as e:
-    if run_info:
-      run_info.finish("diverged" if isinstance(e, DivergenceError)
-                      else "interrupted", error=str(e))
-    raise
-  finally:
-    run.reporter.close()
-  if run_info:
-    run_info.finish("completed", metrics)
-  return metrics
+  run = _Run(config, storage, tensors, build(config, info, num_train), stop)
+  if not storage.model_dir:
+    return run.epochs(0)
+  model_dir = ModelDir(storage.model_dir)
+  with model_dir.locked(storage.fresh):
+    return _run_in(model_dir, run, info, record)

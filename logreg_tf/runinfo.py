@@ -9,9 +9,12 @@ import platform
 import subprocess
 from typing import Optional
 
+from absl import logging
 import tensorflow as tf
 
 import logreg_tf
+from logreg_tf import durable
+from logreg_tf.errors import StorageError
 
 def _now() -> str:
   return datetime.datetime.now(datetime.timezone.utc).isoformat(
@@ -80,9 +83,15 @@ class RunInfo:
       self.record["final_metrics"] = metrics
     self._write()
 
+  def record_failure(self, status: str, error: Exception) -> None:
+    """Best effort: on a full disk run.json may not take this either."""
+    try:
+      self.finish(status, error=str(error))
+    except StorageError as e:
+      logging.warning("run.json could not record the %s status: %s", status,
+                      e)
+
   def _write(self) -> None:
-    tmp = self.path + ".tmp"
-    with open(tmp, "w") as f:
-      json.dump(self.record, f, indent=2, sort_keys=True)
-      f.write("\n")
-    os.replace(tmp, self.path)
+    """Atomic and flushed to disk; StorageError when it cannot be."""
+    durable.write_text(
+        self.path, json.dumps(self.record, indent=2, sort_keys=True) + "\n")

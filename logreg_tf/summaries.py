@@ -1,10 +1,15 @@
 """One log line per display step, and the same scalars in TensorBoard."""
 
+import contextlib
 import dataclasses
-from typing import Dict, Optional
+import os
+from typing import Dict, Iterable, Optional
 
 from absl import logging
 import tensorflow as tf
+
+from logreg_tf import durable
+from logreg_tf.errors import StorageError
 
 # Log key -> TensorBoard tag. The log line and the event file carry the same.
 TAGS = {
@@ -36,13 +41,57 @@ def hparam_values(config, info) -> Dict[str, object]:
   return values
 
 
+def drop_after(event_files: Iterable[str], step: int) -> None:
+  """Removes the events of steps after `step` (all of them at step 0).
+
+  A resumed run writes again every epoch after its checkpoint; what the
+  interrupted run wrote of those epochs goes first, so TensorBoard shows
+  each step once. Files are rewritten under a temporary name and renamed.
+  """
+  for path in event_files:
+    if step == 0:
+      os.remove(path)
+      continue
+    kept, dropped = [], 0
+    try:
+      for record in tf.data.TFRecordDataset(path):
+        event = tf.compat.v1.Event.FromString(record.numpy())
+        if event.step > step and event.HasField("summary"):
+          dropped += 1
+        else:
+          kept.append(record.numpy())
+    except tf.errors.DataLossError:
+      dropped += 1  # a last record cut short by the kill: drop it too
+    if not dropped:
+      continue
+    tmp = f"{path}.{os.getpid()}.tmp"
+    with tf.io.TFRecordWriter(tmp) as writer:
+      for record in kept:
+        writer.write(record)
+    os.replace(tmp, path)
+    logging.info("TensorBoard: dropped %d events after step %d from %s, to "
+                 "be written again", dropped, step, path)
+
+
 class Reporter:
   """Writes metrics to the log and, given a directory, to TensorBoard."""
 
   def __init__(self, events_dir: Optional[str], num_epochs: int):
     self.num_epochs = num_epochs
-    self._writer = (tf.summary.create_file_writer(events_dir)
-                    if events_dir else None)
+    self._events_dir = events_dir
+    self._writer = None
+    if events_dir:
+      with self._storage_errors():
+        self._writer = tf.summary.create_file_writer(events_dir)
+
+  @contextlib.contextmanager
+  def _storage_errors(self):
+    """Turns a failed event write into StorageError naming the directory."""
+    try:
+      yield
+    except (tf.errors.OpError, OSError) as e:
+      raise StorageError(f"cannot write TensorBoard events in "
+                         f"{self._events_dir}: {durable.reason(e)}") from e
 
   def hparams(self, config, info) -> None:
     """Writes the run's hyperparameters once, for TensorBoard's HParams tab."""
@@ -51,7 +100,7 @@ class Reporter:
     # Imported here: only runs that write events need the plugin.
     from tensorboard.plugins.hparams import api as hp
     values = hparam_values(config, info)
-    with self._writer.as_default():
+    with self._storage_errors(), self._writer.as_default():
       hp.hparams_config(
           hparams=[hp.HParam(k) for k in values],
           metrics=[hp.Metric(tag) for tag in HPARAM_METRICS])
@@ -59,17 +108,22 @@ class Reporter:
       table = "\n".join(f"| {k} | {v} |" for k, v in values.items())
       tf.summary.text("hparams", "| hparam | value |\n|---|---|\n" + table,
                       step=0)
-    self._writer.flush()
+      self._writer.flush()
 
   def report(self, epoch: int, metrics: Dict[str, float]) -> None:
     logging.info(format_line(epoch, self.num_epochs, metrics))
     if self._writer is None:
       return
-    with self._writer.as_default(step=epoch):
+    with self._storage_errors(), self._writer.as_default(step=epoch):
       for key, tag in TAGS.items():
         tf.summary.scalar(tag, metrics[key])
-    self._writer.flush()
+      self._writer.flush()
 
   def close(self) -> None:
+    """Best effort: what could not be written was reported when it failed."""
     if self._writer is not None:
-      self._writer.close()
+      try:
+        self._writer.close()
+      except (tf.errors.OpError, OSError) as e:
+        logging.warning("closing the TensorBoard events in %s: %s",
+                        self._events_dir, durable.reason(e))

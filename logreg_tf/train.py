@@ -15,7 +15,7 @@ from absl import logging
 
 from logreg_tf import cli
 from logreg_tf import config as config_lib
-from logreg_tf.errors import DivergenceError, UserError
+from logreg_tf.errors import DivergenceError, StorageError, UserError
 
 PROG = "logreg-train"
 
@@ -115,7 +115,6 @@ def main(argv) -> None:
   del argv  # parse_flags rejects positional arguments
   config, storage = config_from_flags(), storage_from_flags()
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")  # C++ INFO chatter
-  cli.use_xla_cache(storage.cache_dir)
   # A signal from here on, even while TensorFlow loads, stops the run after
   # its current step, saved; no KeyboardInterrupt traceback.
   from logreg_tf.interrupts import Interrupted, StopRequest
@@ -129,7 +128,7 @@ def main(argv) -> None:
     tf.config.experimental.enable_op_determinism()
     try:
       metrics = loop.train_and_evaluate(config, storage, stop)
-    except (UserError, DivergenceError) as e:
+    except (UserError, DivergenceError, StorageError) as e:
       cli.fail(PROG, str(e), e.exit_code)
     except Interrupted as e:
       logging.warning("%s", e)

@@ -14,14 +14,6 @@ Runs are interleaved and repeated; the table shows median [min, max].
 import os
 import sys
 
-# As the command does (logreg_tf/train.py): XLA keeps its compiled kernels on
-# disk, so a new process or a new build does not compile them again. Set
-# before TensorFlow is imported.
-if "TF_XLA_FLAGS" not in os.environ:
-  from logreg_tf import cache as _cache
-  os.environ["TF_XLA_FLAGS"] = ("--tf_xla_persistent_cache_directory="
-                                + os.path.join(_cache.default_dir(), "xla"))
-
 import datetime
 import json
 import subprocess
@@ -173,6 +165,8 @@ def table(r):
       f"{100 * t5['max_rel_dev_from_line']:.0f}% |",
       f"| 5. traces of the epoch (+ eval) function per run (target 1) | "
       f"{t5['max_traces_per_run']} |"]
+  for name, s in r["checkpoint_save"].items():
+    lines.append(f"| checkpoint save (MNIST model), {name} | {fmt(s)} |")
   return "\n".join(lines)
 
 
@@ -192,6 +186,9 @@ def main(argv):
   results["target_3"] = target_3(_REPEATS.value)
   results["target_4"] = target_4()
   results["target_5"] = bc.target_5(info, tensors, _REPEATS.value)
+  # On the disk the runs write to (runs/ and bench-results/ are beside it).
+  results["checkpoint_save"] = bc.checkpoint_save_ms(
+      info, os.path.join(REPO, "bench-results"))
   text = table(results)
   print(text)
   os.makedirs(os.path.dirname(os.path.abspath(_JSON.value)), exist_ok=True)

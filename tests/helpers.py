@@ -1,10 +1,13 @@
 """Running the real command in a subprocess, and reading TensorBoard events."""
 
 import glob
+import json
 import os
 import subprocess
 import sys
+import time
 
+import numpy as np
 import tensorflow as tf
 
 from conftest import REPO
@@ -33,6 +36,24 @@ def run_cli(*args, mock_examples=None, env=None, timeout=120):
            "--cache_dir="]
   return subprocess.run(cmd, cwd=REPO, env=full_env, capture_output=True,
                         text=True, timeout=timeout, check=False)
+
+
+def start_cli(*args):
+  """Starts `python -m logreg_tf.train ARGS` without waiting (stderr piped)."""
+  env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3",
+         "XDG_CACHE_HOME": os.path.join(REPO, ".pytest_cache", "xdg")}
+  return subprocess.Popen([sys.executable, "-m", "logreg_tf.train", *args],
+                          cwd=REPO, env=env, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True)
+
+
+def wait_for(ready, proc, what, timeout=120):
+  """Polls ready() while proc runs; fails the test if it never comes."""
+  deadline = time.monotonic() + timeout
+  while not ready():
+    assert proc.poll() is None, f"ended before {what}: {proc.stderr.read()}"
+    assert time.monotonic() < deadline, f"no {what} within {timeout} s"
+    time.sleep(0.01)
 
 
 def error_lines(stderr: str):
@@ -77,3 +98,23 @@ def read_hparams(model_dir):
         if data.HasField("experiment"):
           metrics = [m.name.tag for m in data.experiment.metric_infos]
   return hparams, metrics
+
+
+def final_state(model_dir):
+  """(weights of the newest checkpoint, run.json) of a finished run."""
+  reader = tf.train.load_checkpoint(os.path.join(model_dir, "checkpoints"))
+  weights = {k: reader.get_tensor(k)
+             for k in reader.get_variable_to_shape_map()
+             if k.startswith("model/") or k.startswith("optimizer/")}
+  with open(os.path.join(model_dir, "run.json")) as f:
+    return weights, json.load(f)
+
+
+def assert_same_run(a_dir, b_dir):
+  (wa, ja), (wb, jb) = final_state(a_dir), final_state(b_dir)
+  assert sorted(wa) == sorted(wb) and wa
+  for key in wa:
+    np.testing.assert_array_equal(wa[key], wb[key], err_msg=key)  # bitwise
+  assert ja["final_metrics"] == jb["final_metrics"]
+  assert ja["dataset"]["fingerprint_sha256"] == jb["dataset"][
+      "fingerprint_sha256"]

@@ -20,8 +20,8 @@ def _checkpointer(model_dir, keep=3, info=None, **overrides):
   info = info or mnist_info()
   steps = loop.build(config, info, num_train=100)
   spec = checkpoints.run_spec(config, info, num_outputs(info.num_classes))
-  ckpt = checkpoints.Checkpointer(ModelDir(str(model_dir)).checkpoints,
-                                  steps.model, steps.optimizer, spec, keep)
+  ckpt = checkpoints.Checkpointer(ModelDir(str(model_dir)), steps.model,
+                                  steps.optimizer, spec, keep)
   return ckpt, steps.model, steps.optimizer
 
 

@@ -3,16 +3,14 @@
 import json
 import os
 import signal
-import subprocess
-import sys
-import time
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import REPO, make_idx_dir
-from helpers import error_lines, read_scalars, run_cli
+from conftest import make_idx_dir
+from helpers import (assert_same_run, error_lines, final_state, read_scalars,
+                     run_cli, start_cli, wait_for)
 
 MODES = {
     # Long enough (a few seconds) to be killed mid-run, small enough for CI.
@@ -35,26 +33,6 @@ def _args(idx_dir, mode, model_dir):
           *MODES[mode]]
 
 
-def final_state(model_dir):
-  """(weights of the newest checkpoint, run.json) of a finished run."""
-  reader = tf.train.load_checkpoint(os.path.join(model_dir, "checkpoints"))
-  weights = {k: reader.get_tensor(k)
-             for k in reader.get_variable_to_shape_map()
-             if k.startswith("model/") or k.startswith("optimizer/")}
-  with open(os.path.join(model_dir, "run.json")) as f:
-    return weights, json.load(f)
-
-
-def assert_same_run(a_dir, b_dir):
-  (wa, ja), (wb, jb) = final_state(a_dir), final_state(b_dir)
-  assert sorted(wa) == sorted(wb) and wa
-  for key in wa:
-    np.testing.assert_array_equal(wa[key], wb[key], err_msg=key)  # bitwise
-  assert ja["final_metrics"] == jb["final_metrics"]
-  assert ja["dataset"]["fingerprint_sha256"] == jb["dataset"][
-      "fingerprint_sha256"]
-
-
 @pytest.fixture(scope="module")
 def one_go(idx, tmp_path_factory):
   """Each mode run once without interruption."""
@@ -69,15 +47,9 @@ def one_go(idx, tmp_path_factory):
 
 def _start_and_signal(args, model_dir, signum):
   """Starts the command, waits for its first checkpoint, sends signum."""
-  env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-  proc = subprocess.Popen([sys.executable, "-m", "logreg_tf.train", *args],
-                          cwd=REPO, env=env, stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE, text=True)
+  proc = start_cli(*args)
   state = os.path.join(model_dir, "checkpoints", "checkpoint")
-  deadline = time.monotonic() + 120
-  while not os.path.exists(state) and proc.poll() is None:
-    assert time.monotonic() < deadline, "no checkpoint appeared"
-    time.sleep(0.01)
+  wait_for(lambda: os.path.exists(state), proc, "a checkpoint")
   proc.send_signal(signum)
   _, stderr = proc.communicate(timeout=120)
   return proc.returncode, stderr
