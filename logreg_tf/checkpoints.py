@@ -6,13 +6,16 @@ shape, classes, outputs, bias) and how it was trained. The spec travels inside
 the checkpoint, so it can never disagree with the weights. The shuffle order
 of every later epoch follows from the spec's seed and the epoch.
 
-TensorFlow writes each checkpoint under temporary names and then updates the
+A save copies the variables and a background thread writes them, so
+training does not wait for the disk. TensorFlow writes each checkpoint under
+temporary names and then updates the
 `checkpoint` state file atomically; a save is reported only once its files,
 the state file and the directory are flushed to disk. A checkpoint torn
 anyway (by a power loss before that flush, or a damaged disk) is found by
 its checksums and skipped for the newest intact one (ckpt_files.py).
 """
 
+import concurrent.futures
 import json
 import os
 from typing import Optional
@@ -23,6 +26,7 @@ import tensorflow as tf
 
 from logreg_tf import ckpt_files, durable
 from logreg_tf.errors import StorageError, UserError
+from logreg_tf.snapshot import Snapshot
 # Must match for a resume at all: what the weights mean.
 DATA_FIELDS = ("dataset", "image_shape")
 MODEL_FIELDS = ("classes", "num_outputs", "use_bias")
@@ -68,15 +72,26 @@ class Checkpointer:
     self._last_good: Optional[str] = None
     # Of the optimizer only its step count: a rate given on the command line
     # is never overwritten by a saved one.
-    self._checkpoint = tf.train.Checkpoint(
-        model=model, optimizer=tf.train.Checkpoint(
-            iterations=optimizer.iterations),
-        epoch=self.epoch, spec=tf.Variable(json.dumps(spec, sort_keys=True)))
+    self._live = {"model/kernel": model.kernel,
+                  "optimizer/iterations": optimizer.iterations,
+                  "epoch": self.epoch,
+                  "spec": tf.Variable(json.dumps(spec, sort_keys=True))}
+    if model.bias is not None:
+      self._live["model/bias"] = model.bias
+    self._snapshot = None  # made at the first restore or save
+    self._writer = concurrent.futures.ThreadPoolExecutor(
+        1, thread_name_prefix="checkpoint")
+    self._pending = None  # the save being written, a Future
 
-  def track(self, **trackables) -> None:
+  def track(self, **variables) -> None:
     """Adds more state (e.g. the last epoch's train loss) to the checkpoint."""
-    for name, value in trackables.items():
-      setattr(self._checkpoint, name, value)
+    assert self._snapshot is None, "track() before the first restore or save"
+    self._live.update(variables)
+
+  def _checkpoint(self) -> tf.train.Checkpoint:
+    if self._snapshot is None:
+      self._snapshot = Snapshot(self._live)
+    return self._snapshot.checkpoint
 
   @property
   def latest(self) -> Optional[str]:
@@ -98,7 +113,8 @@ class Checkpointer:
       if problem is None:
         self._check_compatible(saved, path)
         try:
-          self._checkpoint.restore(path).assert_existing_objects_matched()
+          self._checkpoint().restore(path).assert_existing_objects_matched()
+          self._snapshot.apply()
         except (tf.errors.OpError, ValueError, AssertionError) as e:
           problem = str(e).strip().splitlines()[0]
       if problem is not None:
@@ -129,7 +145,7 @@ class Checkpointer:
 
   def _start_manager(self) -> None:
     self._manager = tf.train.CheckpointManager(
-        self._checkpoint, self._directory, max_to_keep=self._keep,
+        self._checkpoint(), self._directory, max_to_keep=self._keep,
         checkpoint_name=ckpt_files.PREFIX)
 
   def _check_compatible(self, saved: dict, path: str) -> None:
@@ -152,13 +168,14 @@ class Checkpointer:
                       ", ".join(changed))
 
   def save(self, epoch: int) -> str:
-    """Saves at `epoch` and flushes it to disk before saying so.
+    """Starts saving at `epoch`; returns the checkpoint's prefix.
 
-    Refuses to write non-finite weights. A save that fails (full disk,
-    quota, I/O error, read-only file system) removes what it left and
-    raises StorageError naming the path, the reason and the last good
-    checkpoint, which stays intact.
+    The variables are copied at once and written by a background thread
+    while training goes on; the log says "saved" only once the files, the
+    state file and the directory are flushed to disk. Refuses non-finite
+    weights. `wait()` ends a pending save, raising its StorageError.
     """
+    self.wait()
     for v in self._model.trainable_variables:
       if not np.all(np.isfinite(v.numpy())):
         raise ValueError(f"refusing to checkpoint non-finite {v.name}")
@@ -166,7 +183,21 @@ class Checkpointer:
     if self._manager is None:  # saving without a restore: a new directory
       self._prepare_directory()
       self._start_manager()
+    self._snapshot.capture()
     prefix = os.path.join(self._directory, f"{ckpt_files.PREFIX}-{epoch}")
+    self._pending = self._writer.submit(self._write, epoch, prefix)
+    return prefix
+
+  def wait(self) -> None:
+    """Waits for the pending save; StorageError if it failed."""
+    pending, self._pending = self._pending, None
+    if pending is not None:
+      pending.result()
+
+  def _write(self, epoch: int, prefix: str) -> None:
+    """In the background: a save that fails (full disk, quota, I/O error,
+    read-only file system) removes what it left and raises StorageError
+    naming the path, the reason and the last good checkpoint."""
     try:
       path = self._manager.save(checkpoint_number=epoch)
       durable.sync_files(ckpt_files.files_of(path)
@@ -178,4 +209,3 @@ class Checkpointer:
           f"good checkpoint: {self._last_good or 'none'}") from e
     self._last_good = path
     logging.info("saved checkpoint %s", path)
-    return path

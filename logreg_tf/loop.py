@@ -6,7 +6,7 @@ from typing import Dict, Optional
 from absl import logging
 import tensorflow as tf
 
-from logreg_tf import checkpoints, data
+from logreg_tf import blocks, checkpoints, data
 from logreg_tf.config import RunConfig, Storage
 from logreg_tf.errors import DivergenceError, StorageError
 from logreg_tf.interrupts import Interrupted, StopRequest
@@ -33,7 +33,8 @@ def build(config: RunConfig, info, num_train: int) -> Steps:
                   total_steps=config.num_epochs * per_epoch)
   batch = None if per_epoch == 1 else config.batch_size
   return Steps(model, head_for(outputs), optimizer, l2=config.l2,
-               batch_size=batch, seed=config.seed)
+               batch_size=batch, seed=config.seed,
+               block_rows=blocks.block_rows(info.num_features))
 
 
 def load_data(config: RunConfig, storage: Storage) -> data.Dataset:
@@ -80,7 +81,7 @@ def _diverged(epoch, result, steps, ckpt) -> DivergenceError:
       f" {last or 'none'}; try a smaller --learning_rate")
 
 
-class _Run:
+class Run:
   """One invocation's state: data tensors, steps, outputs."""
 
   def __init__(self, config, storage, tensors, steps, stop):
@@ -111,6 +112,8 @@ class _Run:
       display = c.is_display_epoch(epoch)
       result, test = run_epoch(self.steps, self.tensors, epoch, display)
       if not result.finite:
+        if self.ckpt:
+          self.ckpt.wait()  # the error names the last checkpoint on disk
         raise _diverged(epoch, result, self.steps, self.ckpt)
       self.train_loss.assign(result.loss)
       if display:
@@ -120,9 +123,13 @@ class _Run:
       if saved:
         self.ckpt.save(epoch)
       if self.stop is not None and self.stop.signum is not None:
-        if self.ckpt and not saved:
-          self.ckpt.save(epoch)
+        if self.ckpt:
+          if not saved:
+            self.ckpt.save(epoch)
+          self.ckpt.wait()
         raise Interrupted(self.stop.signum, self.ckpt and self.ckpt.latest)
+    if self.ckpt:
+      self.ckpt.wait()
     return metrics
 
 
@@ -130,7 +137,7 @@ _STATUS = ((DivergenceError, "diverged"), (Interrupted, "interrupted"),
            (StorageError, "failed"))
 
 
-def _run_in(model_dir: ModelDir, run: _Run, info, record) -> Dict[str, float]:
+def _run_in(model_dir: ModelDir, run: Run, info, record) -> Dict[str, float]:
   """The run with checkpoints, events and run.json in `model_dir`.
 
   The checkpoint is restored (or refused) before anything is written, and
@@ -155,6 +162,10 @@ def _run_in(model_dir: ModelDir, run: _Run, info, record) -> Dict[str, float]:
       run.reporter.hparams(config, info)
     metrics = run.epochs(start)
   except tuple(kind for kind, _ in _STATUS) as e:
+    try:
+      run.ckpt.wait()  # a save still being written ends first
+    except StorageError as late:
+      logging.warning("%s", late)
     if isinstance(e, StorageError) and "last good checkpoint" not in str(e):
       e = StorageError(f"{e}; last good checkpoint: "
                        f"{run.ckpt.latest or 'none'}")
@@ -182,7 +193,7 @@ def train_and_evaluate(config: RunConfig, storage: Storage = Storage(),
   tensors = data.to_tensors(dataset)
   num_train = len(dataset.train_labels)
   del dataset  # the uint8 copy is no longer needed
-  run = _Run(config, storage, tensors, build(config, info, num_train), stop)
+  run = Run(config, storage, tensors, build(config, info, num_train), stop)
   if not storage.model_dir:
     return run.epochs(0)
   model_dir = ModelDir(storage.model_dir)

@@ -200,7 +200,7 @@ def reset(steps, config, info):
 
 def target_2(info, tensors, arrays, repeats, target=0.92):
   config = fast_config()
-  cold = "logreg_tf, new build (tracing; XLA kernels from the disk cache)"
+  cold = "logreg_tf, new build (tracing and XLA compilation)"
   rows = {cold: [], "logreg_tf, steady state": [],
           "NumPy SGD, batch 100, lr 1.0 linear": []}
   reached = {}
@@ -239,28 +239,3 @@ def target_5(info, tensors, repeats):
 
 
 
-
-def checkpoint_save_ms(info, directory, repeats=30):
-  """ms per checkpoint save of the MNIST model, flushed to disk as the
-  command does, and the same save without the flush (what it costs)."""
-  import itertools
-  import tempfile
-  from unittest import mock
-  from logreg_tf import checkpoints, durable
-  from logreg_tf.model import num_outputs
-  from logreg_tf.workdir import ModelDir
-  config = RunConfig()
-  steps = loop.build(config, info, 1)
-  spec = checkpoints.run_spec(config, info, num_outputs(info.num_classes))
-  numbers = itertools.count(1)
-  out = {}
-  os.makedirs(directory, exist_ok=True)
-  with tempfile.TemporaryDirectory(dir=directory) as root:
-    for name, sync in (("flushed to disk", durable.sync_files),
-                       ("not flushed", lambda paths: None)):
-      ckpt = checkpoints.Checkpointer(ModelDir(os.path.join(root, name)),
-                                      steps.model, steps.optimizer, spec, 3)
-      with mock.patch.object(durable, "sync_files", sync):
-        out[name] = stats(timed(lambda c=ckpt: c.save(next(numbers)),
-                                repeats))
-  return out

@@ -23,7 +23,11 @@ from absl import app, flags
 import numpy as np
 import tensorflow as tf
 
+import baselines
 import bench_compute as bc
+import bench_epoch
+import bench_process
+import bench_table
 from logreg_tf import cache, data, loop
 from logreg_tf.config import RunConfig, Storage
 
@@ -35,16 +39,19 @@ _SKIP_KERAS = flags.DEFINE_bool("skip_keras", False, "Leave out Keras fit.")
 _PLAIN_ONLY = flags.DEFINE_bool(
     "plain_tutorial_only", False, "Internal: run only the plain TF2 loop for "
     "500 epochs, as a user would load the data, to measure its peak memory.")
+_PLAIN_STEPS = flags.DEFINE_integer(
+    "plain_steps", None, "Internal: run only the plain TF2 loop for this many "
+    "full-batch steps (lr 0.5), then one evaluation, as a whole process.")
+_SECTIONS = flags.DEFINE_list(
+    "sections", ["targets", "itemized", "whole_command"],
+    "What to measure: targets (1-5 and the checkpoint save), itemized (one "
+    "displayed epoch, part by part), whole_command (per step as whole "
+    "processes).")
 _IDX_DIR = flags.DEFINE_string("bench_idx_dir", None, "IDX files instead of "
                                "TFDS (TFDS_DATA_DIR) for the data.")
 
 REPO = bc.REPO
 stats = bc.stats
-
-
-def fmt(s, unit="ms", scale=1e3):
-  return (f"{s['median'] * scale:.2f} [{s['min'] * scale:.2f}, "
-          f"{s['max'] * scale:.2f}] {unit}")
 
 
 def _run(cmd):
@@ -122,52 +129,15 @@ def plain_tutorial_only():
                500, lr=0.05)
 
 
-def table(r):
-  m, t1, t2, t3, t4, t5 = (r[k] for k in ("machine", "target_1", "target_2",
-                                          "target_3", "target_4", "target_5"))
-  lines = [
-      f"Machine: {m['cores']} cores ({m['cpu']}), read {m['read_GBps']:.1f} "
-      f"GB/s, float32 matmul {m['matmul_GFLOPps']:.0f} GFLOP/s; "
-      f"{r['date']}; TF {tf.__version__}",
-      "", "| measure | result |", "| --- | --- |"]
-  for name, s in t1["per_epoch"].items():
-    lines.append(f"| 1. ms per tutorial epoch (step + test eval): {name} | "
-                 f"{fmt(s)} |")
-  lines += [
-      f"| 1. floor from bandwidth and matmul rate | {t1['floor_ms']:.2f} ms |",
-      "| 1. the step's two products alone, TF kernels | " + ", ".join(
-          f"{k}: {v:.2f} ms" for k, v in t1["products_ms"].items()) + " |",
-      f"| 1. logreg_tf / plain TF2 (target <= 0.5) | "
-      f"{t1['ours_over_plain']:.2f} |",
-      f"| 1. logreg_tf / floor (target <= 2) | {t1['ours_over_floor']:.2f} |",
-      f"| 1. weights after 500 epochs vs plain TF2 (max rel. diff) | "
-      f"{t1['weights_max_rel_diff_vs_plain']:.1e}; accuracy "
-      f"{t1['ours_500']['test_accuracy']:.4f} vs "
-      f"{t1['plain_500_accuracy']:.4f} |"]
-  for name, s in t2["seconds"].items():
-    lines.append(f"| 2. seconds to 92% test accuracy: {name} | "
-                 f"{fmt(s, 's', 1)} |")
-  for name, s in t3.items():
-    if name != "extra_s":
-      lines.append(f"| 3. process wall time: {name} | {fmt(s, 's', 1)} |")
-  lines += [
-      f"| 3. start-up beyond importing TensorFlow (target <= 1 s) | "
-      f"{t3['extra_s']:.2f} s |",
-      f"| 4. peak RSS, tutorial run: logreg_tf (target <= 1.0 GB) | "
-      f"{t4['logreg_tf_peak_GB']:.2f} GB |",
-      f"| 4. peak RSS, tutorial run: plain TF2 | "
-      f"{t4['plain_tf2_peak_GB']:.2f} GB |"]
-  for n, s in t5["per_epoch_s"].items():
-    lines.append(f"| 5. ms per full-batch epoch, {n} examples | {fmt(s)} |")
-  lines += [
-      f"| 5. linear fit | {t5['ms_per_10k_examples']:.2f} ms per 10k examples"
-      f" + {t5['intercept_ms']:.2f} ms; largest deviation "
-      f"{100 * t5['max_rel_dev_from_line']:.0f}% |",
-      f"| 5. traces of the epoch (+ eval) function per run (target 1) | "
-      f"{t5['max_traces_per_run']} |"]
-  for name, s in r["checkpoint_save"].items():
-    lines.append(f"| checkpoint save (MNIST model), {name} | {fmt(s)} |")
-  return "\n".join(lines)
+def plain_steps(steps):
+  """The plain loop as a user runs it: load, train, evaluate once."""
+  mnist = _mnist()
+  to_x = lambda a: tf.cast(tf.constant(a), tf.float32) / 255.0
+  x, y = to_x(mnist.train_images), tf.constant(mnist.train_labels)
+  model = baselines.PlainTF2(bc.LR, int(x.shape[1]), mnist.info.num_classes)
+  for _ in range(steps):
+    float(model.train_step(x, y))
+  model.eval_step(to_x(mnist.test_images), tf.constant(mnist.test_labels))
 
 
 def main(argv):
@@ -176,20 +146,29 @@ def main(argv):
   if _PLAIN_ONLY.value:
     plain_tutorial_only()
     return
+  if _PLAIN_STEPS.value is not None:
+    plain_steps(_PLAIN_STEPS.value)
+    return
   info, arrays, tensors = load()
   results = {"date": datetime.date.today().isoformat(),
              "machine": bc.machine()}
-  results["target_1"] = bc.target_1(results["machine"], info, tensors, arrays,
-                                    _REPEATS.value, _EPOCHS.value,
-                                    _SKIP_KERAS.value)
-  results["target_2"] = bc.target_2(info, tensors, arrays, _REPEATS.value)
-  results["target_3"] = target_3(_REPEATS.value)
-  results["target_4"] = target_4()
-  results["target_5"] = bc.target_5(info, tensors, _REPEATS.value)
   # On the disk the runs write to (runs/ and bench-results/ are beside it).
-  results["checkpoint_save"] = bc.checkpoint_save_ms(
-      info, os.path.join(REPO, "bench-results"))
-  text = table(results)
+  scratch = os.path.join(REPO, "bench-results")
+  if "targets" in _SECTIONS.value:
+    results["target_1"] = bc.target_1(results["machine"], info, tensors,
+                                      arrays, _REPEATS.value, _EPOCHS.value,
+                                      _SKIP_KERAS.value)
+    results["target_2"] = bc.target_2(info, tensors, arrays, _REPEATS.value)
+    results["target_3"] = target_3(_REPEATS.value)
+    results["target_4"] = target_4()
+    results["target_5"] = bc.target_5(info, tensors, _REPEATS.value)
+    results["checkpoint_save"] = bench_epoch.checkpoint_save_ms(info,
+                                                                scratch)
+  if "itemized" in _SECTIONS.value:
+    results["itemized"] = bench_epoch.itemize(info, tensors, scratch)
+  if "whole_command" in _SECTIONS.value:
+    results["whole_command"] = bench_process.per_step(_REPEATS.value)
+  text = bench_table.table(results)
   print(text)
   os.makedirs(os.path.dirname(os.path.abspath(_JSON.value)), exist_ok=True)
   with open(_JSON.value, "w") as f:

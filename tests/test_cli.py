@@ -85,7 +85,7 @@ def test_three_classes_train_a_softmax_over_the_subset(idx_dir, tmp_path):
   assert round(metrics["test_accuracy"] * 12) == metrics["test_accuracy"] * 12
   reader = tf.train.load_checkpoint(str(tmp_path / "checkpoints"))
   shapes = reader.get_variable_to_shape_map()
-  assert shapes["model/_kernel/.ATTRIBUTES/VARIABLE_VALUE"] == [784, 3]
+  assert shapes["model/kernel/.ATTRIBUTES/VARIABLE_VALUE"] == [784, 3]
   assert record["dataset"]["class_names"] == ["1", "2", "7"]
   assert record["dataset"]["class_indices"] == [1, 2, 7]
 

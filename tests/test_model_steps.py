@@ -192,3 +192,24 @@ def test_no_step_function_retraces_after_the_first_epoch(batch_size):
     steps.eval_step(x, y)
   assert steps.train_epoch.experimental_get_tracing_count() == 1
   assert steps.eval_step.experimental_get_tracing_count() == 1
+
+
+def test_blocks_are_a_quarter_of_the_last_level_cache(monkeypatch):
+  from logreg_tf import blocks
+  assert blocks._size("32768K\n") == 32 << 20 and blocks._size("1M") == 1 << 20
+  monkeypatch.setattr(blocks, "last_level_cache_bytes", lambda: 32 << 20)
+  assert blocks.block_rows(784) == (32 << 20) // 4 // (784 * 4)  # 2674
+  assert blocks.block_rows(3072) == (32 << 20) // 4 // (3072 * 4)
+  monkeypatch.setattr(blocks, "last_level_cache_bytes", lambda: 256 << 10)
+  assert blocks.block_rows(784) == 256  # the floor
+  monkeypatch.setattr(blocks, "last_level_cache_bytes", lambda: None)
+  assert blocks.block_rows(784) is None  # unknown: one block
+
+
+def test_the_trainer_steps_in_blocks_on_this_cpu():
+  steps = loop.build(RunConfig(), mnist_info(), num_train=60000)
+  from logreg_tf import blocks
+  assert steps.block_rows == blocks.block_rows(784)
+  x, y = _data(n=100)
+  steps.block_rows = 30
+  assert [int(b[0].shape[0]) for b in steps._blocks(x, y)] == [30, 30, 30, 10]

@@ -57,7 +57,7 @@ CASES = [(k, bias, l2) for k in (10, 1) for bias in (True, False)
 @pytest.mark.parametrize("num_outputs,use_bias,l2", CASES)
 def test_loss_and_gradients_equal_the_reference(num_outputs, use_bias, l2):
   steps, model, x, y = _case(num_outputs, use_bias, l2)
-  loss, _, grads = steps.loss_and_grads(tf.constant(x), tf.constant(y))
+  loss, grads = steps.loss_and_grads(tf.constant(x), tf.constant(y))
   ref_loss, ref_grads = _reference(model, x, y, l2)
   assert float(loss) == pytest.approx(ref_loss, rel=1e-5)
   assert len(grads) == len(ref_grads)
@@ -80,7 +80,7 @@ def test_huge_scores_stay_finite_in_tensorflow():
   for num_outputs in (10, 1):
     steps, model, x, y = _case(num_outputs, True, 0.0)
     model.kernel.assign(model.kernel * 1e4)  # scores of order 1e4
-    loss, _, grads = steps.loss_and_grads(tf.constant(x), tf.constant(y))
+    loss, grads = steps.loss_and_grads(tf.constant(x), tf.constant(y))
     assert np.isfinite(float(loss)) and float(loss) > 100
     assert all(np.all(np.isfinite(g.numpy())) for g in grads)
 
@@ -89,7 +89,7 @@ def test_huge_scores_stay_finite_in_tensorflow():
 def test_closed_form_gradient_equals_autodiff(num_outputs, use_bias, l2):
   steps, model, x, y = _case(num_outputs, use_bias, l2, seed=2)
   x, y = tf.constant(x), tf.constant(y)
-  _, _, grads = steps.loss_and_grads(x, y)
+  _, grads = steps.loss_and_grads(x, y)
   with tf.GradientTape() as tape:
     loss, _ = steps.objective(x, y)
   for g, t in zip(grads, tape.gradient(loss, model.weights)):
@@ -126,3 +126,19 @@ def test_minibatch_epoch_is_reference_sgd_in_the_seeded_order(
   assert float(result.loss) == pytest.approx(expected_loss / n, rel=1e-5)
   for v, s in zip(model.weights, shadow.weights):
     _close(v.numpy(), s.numpy())
+
+
+@pytest.mark.parametrize("num_outputs,use_bias,l2", CASES)
+def test_step_in_row_blocks_equals_the_reference(num_outputs, use_bias, l2):
+  # Blocks of 16, 16, 16 and 2 rows: the last one uneven.
+  steps, model, x, y = _case(num_outputs, use_bias, l2, seed=4, n=50)
+  whole_loss, whole = steps.loss_and_grads(tf.constant(x), tf.constant(y))
+  steps.block_rows = 16
+  assert len(steps._blocks(tf.constant(x), tf.constant(y))) == 4
+  loss, grads = steps.loss_and_grads(tf.constant(x), tf.constant(y))
+  ref_loss, ref_grads = _reference(model, x, y, l2)
+  assert float(loss) == pytest.approx(ref_loss, rel=1e-5)
+  for g, r, w in zip(grads, ref_grads, whole):
+    _close(g.numpy(), r)
+    _close(g.numpy(), w.numpy(), rtol=1e-6)  # the unblocked step, to rounding
+  assert float(loss) == pytest.approx(float(whole_loss), rel=1e-6)

@@ -1,0 +1,63 @@
+"""Whole-process measurements for scripts/benchmark.py (issue 9's protocol).
+
+The per-step cost of full-batch training as a user meets it: whole commands,
+`(T(N + 1 epochs) - T(1 epoch)) / N` with `--display_step` equal to the
+epochs, learning rate 0.5, with and without `--model_dir`, against the plain
+TF2 loop run the same way (`benchmark.py --plain_steps`), interleaved.
+"""
+
+import os
+import sys
+import tempfile
+import time
+import subprocess
+
+import numpy as np
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TRAIN = [sys.executable, "-m", "logreg_tf.train"]
+PLAIN = [sys.executable, os.path.join(REPO, "scripts", "benchmark.py")]
+
+
+def _seconds(cmd):
+  env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+  start = time.perf_counter()
+  done = subprocess.run(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL,
+                        stderr=subprocess.PIPE, text=True, check=False)
+  if done.returncode != 0:
+    raise RuntimeError(f"{' '.join(cmd)} failed: {done.stderr[-500:]}")
+  return time.perf_counter() - start
+
+
+def _commands(epochs, scratch):
+  """name -> function(epochs) -> command line."""
+  def ours(n, model_dir=None):
+    out = TRAIN + [f"--num_epochs={n}", f"--display_step={n}",
+                   "--learning_rate=0.5"]
+    if model_dir:
+      out += [f"--model_dir={model_dir}", "--fresh"]
+    return out
+  return {
+      "logreg_tf": ours,
+      "logreg_tf, --model_dir": lambda n: ours(n, os.path.join(scratch, "r")),
+      "plain TF2 (tape)": lambda n: PLAIN + [f"--plain_steps={n}"],
+  }
+
+
+def per_step(rounds, epochs=200):
+  """ms per full-batch step of each command, median of `rounds`."""
+  with tempfile.TemporaryDirectory(dir=os.path.join(REPO, "bench-results")) \
+      as scratch:
+    commands = _commands(epochs, scratch)
+    for make in commands.values():  # warm the data cache and the disk
+      _seconds(make(1))
+    out = {name: [] for name in commands}
+    for _ in range(rounds):
+      for name, make in commands.items():
+        one = _seconds(make(1))
+        many = _seconds(make(epochs + 1))
+        out[name].append((many - one) / epochs)
+  med = {k: float(np.median(v)) for k, v in out.items()}
+  plain = med["plain TF2 (tape)"]
+  return {"per_step_s": out, "median_ms": {k: v * 1e3 for k, v in med.items()},
+          "over_plain": {k: v / plain for k, v in med.items()}}
