@@ -41,6 +41,8 @@ def run_spec(config, info, outputs: int) -> dict:
       "dataset": info.name, "dataset_version": info.version,
       "image_shape": list(info.image_shape),
       "classes": list(info.class_names), "num_outputs": outputs,
+      # Where the run's data came from, for evaluate/export; never compared.
+      "train_split": info.train_split, "test_split": info.test_split,
       **{k: getattr(config, k) for k in TRAINING_FIELDS + MODEL_FIELDS
          if hasattr(config, k) and k != "classes"},
   }
@@ -55,6 +57,14 @@ def _describe_model(spec: dict) -> str:
   classes = ",".join(map(str, spec["classes"] or ()))
   bias = "bias" if spec["use_bias"] else "no bias"
   return f"classes {classes}, {spec['num_outputs']} outputs, {bias}"
+
+
+def model_variables(model) -> dict:
+  """The checkpoint's names for a model's variables (its layout)."""
+  out = {"model/kernel": model.kernel}
+  if model.bias is not None:
+    out["model/bias"] = model.bias
+  return out
 
 
 class Checkpointer:
@@ -72,12 +82,10 @@ class Checkpointer:
     self._last_good: Optional[str] = None
     # Of the optimizer only its step count: a rate given on the command line
     # is never overwritten by a saved one.
-    self._live = {"model/kernel": model.kernel,
+    self._live = {**model_variables(model),
                   "optimizer/iterations": optimizer.iterations,
                   "epoch": self.epoch,
                   "spec": tf.Variable(json.dumps(spec, sort_keys=True))}
-    if model.bias is not None:
-      self._live["model/bias"] = model.bias
     self._snapshot = None  # made at the first restore or save
     self._writer = concurrent.futures.ThreadPoolExecutor(
         1, thread_name_prefix="checkpoint")

@@ -8,6 +8,7 @@ reads flags.
 
 import sys
 import types
+from typing import Optional
 
 from absl import flags
 
@@ -48,14 +49,15 @@ def user_check(fn):
   return check
 
 
-def define_data_flags() -> types.SimpleNamespace:
+def define_data_flags(dataset_default: Optional[str] = "mnist",
+                      unset_means: str = "") -> types.SimpleNamespace:
   """--dataset, --data_dir, --idx_dir, --cache_dir."""
   holders = types.SimpleNamespace(
       dataset=flags.DEFINE_string(
-          "dataset", "mnist", "TFDS name of an image classification dataset "
-          "(an image feature and a ClassLabel), e.g. mnist, fashion_mnist, "
-          "emnist/balanced, cifar10; with --idx_dir, the name of the "
-          "dataset its files hold."),
+          "dataset", dataset_default, "TFDS name of an image classification "
+          "dataset (an image feature and a ClassLabel), e.g. mnist, "
+          "fashion_mnist, emnist/balanced, cifar10; with --idx_dir, the name "
+          f"of the dataset its files hold.{unset_means}"),
       data_dir=flags.DEFINE_string(
           "data_dir", None, "TFDS data directory holding the prepared "
           "dataset; unset means TFDS's default, which honours TFDS_DATA_DIR."),
@@ -68,7 +70,8 @@ def define_data_flags() -> types.SimpleNamespace:
           "empty disables the cache."),
   )
   flags.register_validator(
-      "dataset", lambda v: bool(v and v.strip()),
+      "dataset", lambda v: (v is None and dataset_default is None) or bool(
+          v and v.strip()),
       message="give a TFDS dataset name, e.g. mnist or fashion_mnist")
   flags.register_multi_flags_validator(
       ["idx_dir", "data_dir"],
@@ -85,11 +88,28 @@ def define_model_dir_flag(help_text: str) -> flags.FlagHolder:
   return holder
 
 
-def storage_from_flags(data, model_dir, **outputs) -> Storage:
+def define_checkpoint_flags(verb: str) -> types.SimpleNamespace:
+  """--model_dir or --checkpoint: the trained model a command reads."""
+  holders = types.SimpleNamespace(
+      model_dir=flags.DEFINE_string(
+          "model_dir", None, "A training run's directory: its newest intact "
+          f"checkpoint is {verb}."),
+      checkpoint=flags.DEFINE_string(
+          "checkpoint", None, "A checkpoint prefix "
+          "(MODEL_DIR/checkpoints/ckpt-N) instead of --model_dir's newest."))
+  flags.register_multi_flags_validator(
+      ["model_dir", "checkpoint"],
+      lambda d: bool(d["model_dir"]) != bool(d["checkpoint"]),
+      message="give --model_dir=DIR or --checkpoint=PATH (one of them)")
+  return holders
+
+
+def storage_from_flags(data, model_dir: Optional[str] = None,
+                       **outputs) -> Storage:
   """The Storage of the data flags, the model directory and `outputs`."""
   cache_dir = data.cache_dir.value
   return Storage(
-      model_dir=model_dir.value, data_dir=data.data_dir.value,
+      model_dir=model_dir, data_dir=data.data_dir.value,
       idx_dir=data.idx_dir.value,
       cache_dir=cache.default_dir() if cache_dir is None else cache_dir or None,
       **outputs)

@@ -34,6 +34,14 @@ class EvalResult(NamedTuple):
   correct: tf.Tensor  # examples predicted right
 
 
+def evaluate(model, head, x, y) -> EvalResult:
+  """Forward only: no tape, no optimizer, no variable writes. The training
+  loop and `python -m logreg_tf.evaluate` both measure with this."""
+  loss_sum, correct = head.metrics(model(x), y)
+  return EvalResult(loss_sum / tf.cast(tf.shape(x)[0], loss_sum.dtype),
+                    correct)
+
+
 def sgd(learning_rate: float, schedule: str = "constant",
         total_steps: int = 1) -> keras.optimizers.SGD:
   """Plain SGD, no momentum; `linear` decays to 0 at `total_steps`."""
@@ -124,10 +132,7 @@ class Steps:
     return loss
 
   def _eval_step(self, x, y) -> EvalResult:
-    """Forward only: no tape, no optimizer, no variable writes."""
-    loss_sum, correct = self.head.metrics(self.model(x), y)
-    return EvalResult(loss_sum / tf.cast(tf.shape(x)[0], loss_sum.dtype),
-                      correct)
+    return evaluate(self.model, self.head, x, y)
 
   def _weights_finite(self):
     ok = tf.constant(True)

@@ -103,7 +103,7 @@ def config_from_flags() -> config_lib.RunConfig:
 
 def storage_from_flags() -> config_lib.Storage:
   return cli.storage_from_flags(
-      _DATA, _MODEL_DIR, checkpoint_every=_CHECKPOINT_EVERY.value,
+      _DATA, _MODEL_DIR.value, checkpoint_every=_CHECKPOINT_EVERY.value,
       keep_checkpoints=_KEEP_CHECKPOINTS.value, fresh=_FRESH.value)
 
 

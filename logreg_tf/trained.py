@@ -1,0 +1,88 @@
+"""A trained model read back from a checkpoint, for evaluate and export.
+
+Everything is rebuilt from the spec stored in the checkpoint (dataset, image
+shape, classes, outputs, bias): the weights alone are read, never an
+optimizer.
+"""
+
+import dataclasses
+import os
+from typing import Optional
+
+import tensorflow as tf
+
+from logreg_tf import ckpt_files, snapshot
+from logreg_tf.checkpoints import model_variables
+from logreg_tf.config import RunConfig
+from logreg_tf.dataset import DatasetInfo
+from logreg_tf.errors import UserError
+from logreg_tf.model import head_for, linear_model
+from logreg_tf.workdir import ModelDir
+
+
+@dataclasses.dataclass
+class Trained:
+  model: object  # the Keras Dense layer, weights restored
+  head: object
+  spec: dict
+  path: str  # the checkpoint read
+
+  def config(self, split: Optional[str] = None) -> RunConfig:
+    """The RunConfig that loads this model's data (its classes, by name)."""
+    spec = self.spec
+    return RunConfig(dataset=spec["dataset"],
+                     train_split=spec.get("train_split", "train"),
+                     test_split=split or spec.get("test_split", "test"),
+                     classes=tuple(spec["classes"]),
+                     use_bias=spec["use_bias"])
+
+  def check_data(self, info: DatasetInfo) -> None:
+    """The data must be what the model was trained on: shape and classes."""
+    if tuple(info.image_shape) != tuple(self.spec["image_shape"]) or list(
+        info.class_names) != list(self.spec["classes"]):
+      raise UserError(
+          f"the data read ({info.name}, {'x'.join(map(str, info.image_shape))}"
+          f", classes {','.join(info.class_names)}) does not fit the model in "
+          f"{self.path} ({self.spec['dataset']}, "
+          f"{'x'.join(map(str, self.spec['image_shape']))}, classes "
+          f"{','.join(self.spec['classes'])})")
+
+
+def find_checkpoint(model_dir: Optional[str], checkpoint: Optional[str]) -> str:
+  """--checkpoint as given, or the newest intact checkpoint of --model_dir."""
+  if checkpoint:
+    return checkpoint
+  directory = ModelDir(model_dir).checkpoints
+  problems = []
+  for path in ckpt_files.candidates(directory):
+    _, problem = ckpt_files.verify(path)
+    if problem is None:
+      return path
+    problems.append(f"{os.path.basename(path)} ({problem})")
+  if problems:
+    raise UserError(f"no intact checkpoint in {directory}: "
+                    f"{'; '.join(problems)}")
+  raise UserError(f"--model_dir={model_dir!r} holds no checkpoint (looked in "
+                  f"{directory}); train into it first")
+
+
+def load(model_dir: Optional[str] = None, checkpoint: Optional[str] = None,
+         dataset: Optional[str] = None) -> Trained:
+  """The model of a checkpoint; `dataset`, when given, must be its dataset."""
+  path = find_checkpoint(model_dir, checkpoint)
+  spec, problem = ckpt_files.verify(path)
+  if problem is not None:
+    raise UserError(f"checkpoint {path} cannot be read: {problem}")
+  if dataset and dataset != spec["dataset"]:
+    raise UserError(f"checkpoint {path} is of dataset {spec['dataset']!r}, "
+                    f"not --dataset={dataset!r}; leave --dataset unset to use "
+                    "the checkpoint's")
+  features = 1
+  for size in spec["image_shape"]:
+    features *= size
+  model = linear_model(features, spec["num_outputs"],
+                       use_bias=spec["use_bias"], init="zeros", seed=0)
+  shadow = snapshot.Snapshot(model_variables(model))
+  shadow.checkpoint.restore(path).expect_partial()
+  shadow.apply()
+  return Trained(model, head_for(spec["num_outputs"]), spec, path)
