@@ -52,6 +52,7 @@ class Storage:
   checkpoint_every: int = 10
   keep_checkpoints: int = 3
   fresh: bool = False
+  figure_every: int = 0  # displayed epochs between figures; 0: the end only
 
 
 def parse_classes(text: str) -> Optional[Tuple[str, ...]]:

@@ -45,10 +45,16 @@ def sync_files(paths: Iterable[str]) -> None:
 
 def write_text(path: str, text: str) -> None:
   """Replaces `path` atomically and durably; StorageError on failure."""
+  write_bytes(path, text.encode())
+
+
+def write_bytes(path: str, data: bytes) -> None:
+  """Replaces `path` atomically and durably; StorageError on failure."""
   tmp = f"{path}.{os.getpid()}.tmp"
   try:
-    with open(tmp, "w") as f:
-      f.write(text)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(tmp, "wb") as f:
+      f.write(data)
       f.flush()
       os.fsync(f.fileno())
     os.replace(tmp, path)

@@ -1,12 +1,13 @@
 """train_and_evaluate: load data, build the model, run the train/eval loop."""
 
 import math
+import os
 from typing import Dict, Optional
 
 from absl import logging
 import tensorflow as tf
 
-from logreg_tf import blocks, checkpoints, data
+from logreg_tf import blocks, checkpoints, data, durable, insight
 from logreg_tf.config import RunConfig, Storage
 from logreg_tf.errors import DivergenceError, StorageError
 from logreg_tf.interrupts import Interrupted, StopRequest
@@ -89,6 +90,7 @@ class Run:
     self.tensors, self.stop = tensors, stop
     self.reporter = Reporter(None, config.num_epochs)
     self.ckpt = None
+    self.draw = None  # draw(epoch): the figures, when there is a model_dir
     self.train_loss = tf.Variable(float("nan"), trainable=False)
 
   def log(self, epoch: int, metrics: Optional[Dict[str, float]] = None):
@@ -100,6 +102,12 @@ class Run:
                **metrics}
     self.reporter.report(epoch, metrics)
     return metrics
+
+  def _figures_due(self, epoch: int) -> bool:
+    """At the last epoch, and every `figure_every` displayed epochs."""
+    every = self.storage.figure_every
+    return epoch == self.config.num_epochs or bool(
+        every and (epoch // self.config.display_step) % every == 0)
 
   def epochs(self, start: int) -> Dict[str, float]:
     c = self.config
@@ -118,6 +126,8 @@ class Run:
       self.train_loss.assign(result.loss)
       if display:
         metrics = self.log(epoch, test)
+        if self.draw and self._figures_due(epoch):
+          self.draw(epoch)
       saved = self.ckpt and (epoch % self.storage.checkpoint_every == 0
                              or epoch == c.num_epochs)
       if saved:
@@ -135,6 +145,18 @@ class Run:
 
 _STATUS = ((DivergenceError, "diverged"), (Interrupted, "interrupted"),
            (StorageError, "failed"))
+
+
+def _draw(model_dir: ModelDir, run: Run, info, epoch: int) -> None:
+  """The figures as PNG files in the model directory and in TensorBoard."""
+  _, _, x_test, y_test = run.tensors
+  pngs, scalars = insight.measure_and_draw(run.steps.model, info, x_test,
+                                           y_test)
+  for name, png in pngs.items():
+    durable.write_bytes(model_dir.figure(name), png)
+  run.reporter.figures(epoch, pngs, scalars)
+  logging.info("figures at epoch %d in %s; test ECE %.4f", epoch,
+               os.path.dirname(model_dir.figure("x")), scalars["test/ece"])
 
 
 def _run_in(model_dir: ModelDir, run: Run, info, record) -> Dict[str, float]:
@@ -157,6 +179,7 @@ def _run_in(model_dir: ModelDir, run: Run, info, record) -> Dict[str, float]:
   run_info = RunInfo(model_dir.run_json, config, run.storage, record,
                      steps.model.kernel.value.device, start)
   run.reporter = Reporter(model_dir.events, config.num_epochs)
+  run.draw = lambda epoch: _draw(model_dir, run, info, epoch)
   try:
     if start == 0:
       run.reporter.hparams(config, info)

@@ -119,6 +119,19 @@ class Reporter:
         tf.summary.scalar(tag, metrics[key])
       self._writer.flush()
 
+  def figures(self, step: int, pngs: Dict[str, bytes],
+              scalars: Dict[str, float]) -> None:
+    """The pictures as TensorBoard images (figures/NAME) and their scalars."""
+    if self._writer is None:
+      return
+    with self._storage_errors(), self._writer.as_default(step=step):
+      for name, png in pngs.items():
+        tf.summary.image(f"figures/{name}",
+                         tf.image.decode_png(png, channels=4)[None])
+      for tag, value in scalars.items():
+        tf.summary.scalar(tag, value)
+      self._writer.flush()
+
   def close(self) -> None:
     """Best effort: what could not be written was reported when it failed."""
     if self._writer is not None:

@@ -67,6 +67,10 @@ _CHECKPOINT_EVERY = flags.DEFINE_integer(
 _KEEP_CHECKPOINTS = flags.DEFINE_integer(
     "keep_checkpoints", 3, "How many of the newest checkpoints to keep.",
     lower_bound=1)
+_FIGURE_EVERY = flags.DEFINE_integer(
+    "figure_every", 0, "Draw the figures (weight templates, confusion matrix, "
+    "reliability diagram, confident mistakes) into --model_dir every this "
+    "many displayed epochs; 0 draws them at the end only.", lower_bound=0)
 _FRESH = flags.DEFINE_bool(
     "fresh", False, "Start over in --model_dir: delete its checkpoints, event "
     "files and run.json instead of resuming from them.")
@@ -104,7 +108,8 @@ def config_from_flags() -> config_lib.RunConfig:
 def storage_from_flags() -> config_lib.Storage:
   return cli.storage_from_flags(
       _DATA, _MODEL_DIR.value, checkpoint_every=_CHECKPOINT_EVERY.value,
-      keep_checkpoints=_KEEP_CHECKPOINTS.value, fresh=_FRESH.value)
+      keep_checkpoints=_KEEP_CHECKPOINTS.value, fresh=_FRESH.value,
+      figure_every=_FIGURE_EVERY.value)
 
 
 def parse_flags(argv):

@@ -3,7 +3,8 @@
     MODEL_DIR/
       .lock                        held (flock) by the run using the directory
       checkpoints/                 tf.train.CheckpointManager's directory
-      events.out.tfevents.*        TensorBoard scalars and hparams
+      events.out.tfevents.*        TensorBoard scalars, images and hparams
+      figures/NAME.png             the pictures (figures.py), newest only
       run.json                     what ran and how it ended (runinfo.py)
 
 Which process may write there is decided here too (`writes`), so that a run
@@ -29,6 +30,7 @@ from logreg_tf.errors import UserError
 _CHECKPOINTS = "checkpoints"
 _RUN_JSON = "run.json"
 _EVENTS_PREFIX = "events.out.tfevents."
+_FIGURES = "figures"
 _LOCK = ".lock"
 # What TensorFlow leaves of a checkpoint whose save did not finish.
 _PARTIAL_SAVES = ("*_temp*", "*.tempstate*")
@@ -70,6 +72,9 @@ class ModelDir:
   def run_json(self) -> str:
     return os.path.join(self.root, _RUN_JSON)
 
+  def figure(self, name: str) -> str:
+    return os.path.join(self.root, _FIGURES, f"{name}.png")
+
   @property
   def events(self) -> str:
     """The directory TensorBoard's event files go to (the root itself)."""
@@ -85,6 +90,7 @@ class ModelDir:
     """--fresh: removes what earlier runs left here, and only that (the lock
     file stays: it belongs to the run that clears)."""
     shutil.rmtree(self.checkpoints, ignore_errors=True)
+    shutil.rmtree(os.path.join(self.root, _FIGURES), ignore_errors=True)
     for path in self.event_files():
       os.remove(path)
     if os.path.exists(self.run_json):
