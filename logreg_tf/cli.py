@@ -24,14 +24,15 @@ def fail(prog: str, message: str, code: int = 1):
   sys.exit(code)
 
 
-def flags_parser(prog: str):
-  """absl parsing for app.run: errors in one line, stray arguments refused."""
+def flags_parser(prog: str, positional: bool = False):
+  """absl parsing for app.run: errors in one line; stray arguments refused
+  unless the command takes `positional` ones."""
   def parse(argv):
     try:
       rest = flags.FLAGS(argv)
     except flags.Error as e:
       fail(prog, str(e).replace("ERROR:: ", ""))
-    if len(rest) > 1:
+    if len(rest) > 1 and not positional:
       fail(prog, f"unexpected arguments {' '.join(rest[1:])!r}: this command "
            "takes only --flags (see --helpfull)")
     return rest
@@ -88,8 +89,10 @@ def define_model_dir_flag(help_text: str) -> flags.FlagHolder:
   return holder
 
 
-def define_checkpoint_flags(verb: str) -> types.SimpleNamespace:
-  """--model_dir or --checkpoint: the trained model a command reads."""
+def define_checkpoint_flags(verb: str,
+                            required: bool = True) -> types.SimpleNamespace:
+  """--model_dir or --checkpoint: the trained model a command reads (one of
+  them, when `required`)."""
   holders = types.SimpleNamespace(
       model_dir=flags.DEFINE_string(
           "model_dir", None, "A training run's directory: its newest intact "
@@ -97,10 +100,11 @@ def define_checkpoint_flags(verb: str) -> types.SimpleNamespace:
       checkpoint=flags.DEFINE_string(
           "checkpoint", None, "A checkpoint prefix "
           "(MODEL_DIR/checkpoints/ckpt-N) instead of --model_dir's newest."))
-  flags.register_multi_flags_validator(
-      ["model_dir", "checkpoint"],
-      lambda d: bool(d["model_dir"]) != bool(d["checkpoint"]),
-      message="give --model_dir=DIR or --checkpoint=PATH (one of them)")
+  if required:
+    flags.register_multi_flags_validator(
+        ["model_dir", "checkpoint"],
+        lambda d: bool(d["model_dir"]) != bool(d["checkpoint"]),
+        message="give --model_dir=DIR or --checkpoint=PATH (one of them)")
   return holders
 
 

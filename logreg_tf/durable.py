@@ -21,7 +21,7 @@ def reason(error: BaseException) -> str:
     return f"{error.strerror}" + (f" ({code})" if code else "")
   text = getattr(error, "message", None) or str(error) or type(error).__name__
   # TensorFlow wraps the OS's words in the name of the op that failed.
-  text = re.sub(r"\{\{function_node [^}]*\}\}\s*|\s*\[Op:\w+\]", "", text)
+  text = re.sub(r"\{\{function_node [^}]*\}\}\s*|\s*\[Op:\w+\].*", "", text)
   return text.strip().splitlines()[0]
 
 

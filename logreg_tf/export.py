@@ -9,8 +9,6 @@ the float features [batch, H*W*C] the trainer uses.
 """
 
 import os
-import shutil
-import tempfile
 
 from absl import app
 from absl import flags
@@ -29,84 +27,13 @@ _OVERWRITE = flags.DEFINE_bool(
 flags.mark_flag_as_required("export_dir")
 
 
-def served_module(trained):
-  """A tf.Module with the two serving functions and the trained weights."""
-  import tensorflow as tf
-  spec = trained.spec
-  shape = [int(s) for s in spec["image_shape"]]
-  features = int(tf.reduce_prod(shape))
-  binomial = spec["num_outputs"] == 1
-
-  class Served(tf.Module):
-    def __init__(self):
-      super().__init__(name="logreg_tf")
-      self.kernel = tf.Variable(trained.model.kernel.numpy(), name="kernel")
-      self.bias = (tf.Variable(trained.model.bias.numpy(), name="bias")
-                   if trained.model.bias is not None else None)
-      self.class_names = tf.constant(list(spec["classes"]))
-
-    def _predict(self, x):
-      logits = tf.matmul(x, self.kernel)
-      if self.bias is not None:
-        logits += self.bias
-      if binomial:
-        p = tf.sigmoid(logits[:, 0])
-        probabilities = tf.stack([1 - p, p], axis=1)
-      else:
-        probabilities = tf.nn.softmax(logits)
-      ids = tf.argmax(probabilities, axis=1, output_type=tf.int64)
-      return {"class_ids": ids,
-              "class_names": tf.gather(self.class_names, ids),
-              "probabilities": probabilities}
-
-    @tf.function(input_signature=[tf.TensorSpec([None, *shape], tf.uint8,
-                                                name="images")])
-    def serve_images(self, images):
-      x = tf.cast(tf.reshape(images, [-1, features]), tf.float32) / 255.0
-      return self._predict(x)
-
-    @tf.function(input_signature=[tf.TensorSpec([None, features],
-                                                tf.float32,
-                                                name="features")])
-    def serve_features(self, features_in):
-      return self._predict(features_in)
-
-  return Served()
-
-
-def export(trained, export_dir: str, overwrite: bool = False) -> str:
-  """Writes the SavedModel; returns EXPORT_DIR/<version>. Nothing is
-  half-written: it goes to a temporary directory renamed into place."""
-  import tensorflow as tf
-  version = trained.path.rsplit("-", 1)[-1]
-  version = version if version.isdigit() else "1"
-  target = os.path.join(export_dir, version)
-  if os.path.exists(target) and not overwrite:
-    raise UserError(f"{target} exists; pass --overwrite to replace it, or "
-                    "use another --export_dir")
-  os.makedirs(export_dir, exist_ok=True)
-  module = served_module(trained)
-  tmp = tempfile.mkdtemp(prefix=f".{version}-", dir=export_dir)
-  try:
-    tf.saved_model.save(module, tmp, signatures={
-        "serving_default": module.serve_images,
-        "features": module.serve_features})
-    os.chmod(tmp, 0o755)  # mkdtemp's 0700 would keep a server out
-    if os.path.exists(target):
-      shutil.rmtree(target)
-    os.replace(tmp, target)
-  finally:
-    shutil.rmtree(tmp, ignore_errors=True)
-  return target
-
-
 def main(argv) -> None:
   del argv
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
-  from logreg_tf import trained as trained_lib
+  from logreg_tf import serving, trained as trained_lib
   try:
     trained = trained_lib.load(_MODEL.model_dir.value, _MODEL.checkpoint.value)
-    path = export(trained, _EXPORT_DIR.value, _OVERWRITE.value)
+    path = serving.export(trained, _EXPORT_DIR.value, _OVERWRITE.value)
   except (UserError, OSError) as e:
     cli.fail(PROG, str(e))
   logging.info("exported %s as %s", trained.path, path)
