@@ -17,7 +17,7 @@ export TFDS_DATA_DIR := $(SHARED_TFDS)
 endif
 endif
 
-.PHONY: venv train test bench clean
+.PHONY: venv train test bench screenshots clean
 
 venv: $(STAMP)
 
@@ -35,6 +35,11 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) scripts/benchmark.py $(ARGS)
+
+# Headless Chromium screenshots of TensorBoard and the figures, into docs/
+# (needs Debian's chromium; not part of CI).
+screenshots: $(STAMP)
+	$(PY) scripts/screenshots.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -61,3 +61,30 @@ def per_step(rounds, epochs=200):
   plain = med["plain TF2 (tape)"]
   return {"per_step_s": out, "median_ms": {k: v * 1e3 for k, v in med.items()},
           "over_plain": {k: v / plain for k, v in med.items()}}
+
+
+def predict_throughput(info, data_module, rounds):
+  """Images per second of `python -m logreg_tf.predict` on a directory of
+  10,000 PNGs (the test split), whole commands: (T(10,000) - T(1)) / 9,999.
+  """
+  import tensorflow as tf
+  root = os.path.join(REPO, "bench-results", "predict")
+  pngs = os.path.join(root, "pngs")
+  if len(os.listdir(pngs) if os.path.isdir(pngs) else []) < 10_000:
+    os.makedirs(pngs, exist_ok=True)
+    test = data_module.test_images.reshape(-1, *info.image_shape)
+    for i, image in enumerate(test[:10_000]):
+      tf.io.write_file(os.path.join(pngs, f"{i:05d}.png"),
+                       tf.io.encode_png(image))
+  model_dir = os.path.join(root, "model")
+  _seconds(TRAIN + ["--flagfile=configs/smoke.cfg", f"--model_dir={model_dir}",
+                    "--fresh"])
+  predict = [sys.executable, "-m", "logreg_tf.predict",
+             f"--model_dir={model_dir}"]
+  one, many = [], []
+  for _ in range(rounds):
+    one.append(_seconds(predict + [os.path.join(pngs, "00000.png")]))
+    many.append(_seconds(predict + [pngs]))
+  per_image = (np.median(many) - np.median(one)) / 9_999
+  return {"images_per_second": 1 / per_image, "one_image_s": one,
+          "ten_thousand_s": many}

@@ -99,4 +99,12 @@ def table(results):
     parts.append(itemized(results["itemized"]))
   if "whole_command" in results:
     parts.append(whole_command(results["whole_command"]))
+  if "predict" in results:
+    r = results["predict"]
+    parts.append(
+        f"\npredict, whole commands on a directory of 10,000 PNGs: "
+        f"{r['images_per_second']:.0f} images per second ((T(10,000) - "
+        f"T(1)) / 9,999; T(10,000) "
+        + ", ".join(f"{t:.2f}" for t in r["ten_thousand_s"]) + " s, T(1) "
+        + ", ".join(f"{t:.2f}" for t in r["one_image_s"]) + " s)")
   return "\n".join(parts)

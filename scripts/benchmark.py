@@ -43,10 +43,10 @@ _PLAIN_STEPS = flags.DEFINE_integer(
     "plain_steps", None, "Internal: run only the plain TF2 loop for this many "
     "full-batch steps (lr 0.5), then one evaluation, as a whole process.")
 _SECTIONS = flags.DEFINE_list(
-    "sections", ["targets", "itemized", "whole_command"],
+    "sections", ["targets", "itemized", "whole_command", "predict"],
     "What to measure: targets (1-5 and the checkpoint save), itemized (one "
     "displayed epoch, part by part), whole_command (per step as whole "
-    "processes).")
+    "processes), predict (images per second on 10,000 PNGs).")
 _IDX_DIR = flags.DEFINE_string("bench_idx_dir", None, "IDX files instead of "
                                "TFDS (TFDS_DATA_DIR) for the data.")
 
@@ -168,6 +168,9 @@ def main(argv):
     results["itemized"] = bench_epoch.itemize(info, tensors, scratch)
   if "whole_command" in _SECTIONS.value:
     results["whole_command"] = bench_process.per_step(_REPEATS.value)
+  if "predict" in _SECTIONS.value:
+    results["predict"] = bench_process.predict_throughput(
+        info, _mnist(), _REPEATS.value)
   text = bench_table.table(results)
   print(text)
   os.makedirs(os.path.dirname(os.path.abspath(_JSON.value)), exist_ok=True)

@@ -83,3 +83,88 @@ def test_read_only_directory_for_a_normal_user(tmp_path):
   assert result.returncode == 1
   (line,) = error_lines(result.stderr)
   assert "cannot write in" in line
+
+
+def _run_command(module, *args):
+  import subprocess
+  import sys
+  from conftest import REPO
+  env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+  return subprocess.run([sys.executable, "-m", f"logreg_tf.{module}", *args],
+                        cwd=REPO, env=env, capture_output=True, text=True,
+                        timeout=120, check=False)
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+  """Model directories: a good MNIST one, a damaged copy, an empty one, one
+  of 16x12 images, and a PNG."""
+  import shutil
+  import numpy as np
+  from PIL import Image
+  from conftest import write_idx
+  root = tmp_path_factory.mktemp("models")
+  idx = make_idx_dir(root / "idx", n_train=40, n_test=20)[0]
+  good = root / "good"
+  assert run_cli(f"--idx_dir={idx}", f"--model_dir={good}",
+                 "--num_epochs=1").returncode == 0
+  damaged = root / "damaged"
+  shutil.copytree(good, damaged)
+  for path in (damaged / "checkpoints").glob("*.data-*"):
+    path.write_bytes(path.read_bytes()[:100])
+  (root / "empty").mkdir()
+  small = root / "small_idx"
+  small.mkdir()
+  for name, shape in (("train-images-idx3-ubyte", (30, 16, 12)),
+                      ("t10k-images-idx3-ubyte", (10, 16, 12))):
+    write_idx(small / name, np.zeros(shape, np.uint8))
+  write_idx(small / "train-labels-idx1-ubyte", np.arange(30) % 3)
+  write_idx(small / "t10k-labels-idx1-ubyte", np.arange(10) % 3)
+  assert run_cli(f"--idx_dir={small}", f"--model_dir={root / 'small'}",
+                 "--dataset=glyphs", "--num_epochs=1").returncode == 0
+  Image.fromarray(np.zeros((28, 28), np.uint8)).save(root / "digit.png")
+  (root / "exported" / "1").mkdir(parents=True)
+  return root, idx
+
+
+# The other commands: (command, flags, text the one line must quote).
+# {r} is the fixture's directory, {idx} its IDX files.
+COMMAND_CASES = [
+    ("evaluate", ["--model_dir={r}/empty", "--idx_dir={idx}"],
+     "holds no checkpoint"),
+    ("evaluate", ["--model_dir={r}/damaged", "--idx_dir={idx}"],
+     "no intact checkpoint in {r}/damaged/checkpoints"),
+    ("evaluate", ["--model_dir={r}/good", "--idx_dir={idx}",
+                  "--dataset=kmnist"],
+     "is of dataset 'mnist', not --dataset='kmnist'"),
+    ("export", ["--model_dir={r}/empty", "--export_dir={r}/out"],
+     "holds no checkpoint"),
+    ("export", ["--model_dir={r}/damaged", "--export_dir={r}/out"],
+     "no intact checkpoint"),
+    ("export", ["--model_dir={r}/good", "--export_dir={r}/exported"],
+     "{r}/exported/1 exists; pass --overwrite"),
+    ("predict", ["--model_dir={r}/empty", "{r}/digit.png"],
+     "holds no checkpoint"),
+    ("predict", ["--model_dir={r}/damaged", "{r}/digit.png"],
+     "no intact checkpoint"),
+    ("predict", ["--model_dir={r}/small", "--preprocess=mnist",
+                 "{r}/digit.png"],
+     "--preprocess=mnist makes 28x28x1 digits; this model takes 16x12x1"),
+]
+
+
+@pytest.mark.parametrize("command,args,quoted", COMMAND_CASES,
+                         ids=lambda v: str(v)[:30])
+def test_bad_input_of_the_other_commands(models, command, args, quoted):
+  root, idx = models
+  subs = {"r": root, "idx": idx}
+  before = sorted(p.name for p in root.iterdir())
+  result = _run_command(command, *[a.format(**subs) for a in args])
+  assert result.returncode == 1, result.stderr[-2000:]
+  assert "Traceback" not in result.stderr
+  lines = [l for l in result.stderr.splitlines()
+           if l.startswith(f"logreg-{command}:")]
+  assert len(lines) == 1, result.stderr[-2000:]
+  assert quoted.format(**subs) in lines[0]
+  assert sorted(p.name for p in root.iterdir()) == before  # nothing written
+  assert sorted(p.name for p in (root / "exported").iterdir()) == ["1"]

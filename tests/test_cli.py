@@ -38,7 +38,10 @@ def test_end_to_end_on_mock_data(tmp_path):
   assert [int(m.group(1)) for m in lines] == [3, 4]
   assert all(m.group(2) == "4" for m in lines)
   scalars = read_scalars(str(model_dir))
-  assert set(scalars) == {"train/loss", "test/loss", "test/accuracy"}
+  # The log line's three, and the figures' scalars at the last epoch.
+  assert set(scalars) == {"train/loss", "test/loss", "test/accuracy",
+                          "test/ece"} | {f"test/accuracy_per_class/{d}"
+                                         for d in range(10)}
   for m in lines:
     epoch = int(m.group(1))
     assert scalars["train/loss"][epoch] == pytest.approx(
