@@ -94,13 +94,16 @@ class Run:
     self.train_loss = tf.Variable(float("nan"), trainable=False)
 
   def log(self, epoch: int, metrics: Optional[Dict[str, float]] = None):
+    """The display step's line and scalars; without `metrics`, a report of
+    a finished run, evaluated now and only logged (its events exist)."""
+    events = metrics is not None
     if metrics is None:
       _, _, x_test, y_test = self.tensors
       metrics = test_metrics(self.steps.eval_step(x_test, y_test),
                              int(y_test.shape[0]))
     metrics = {"epoch": epoch, "train_loss": float(self.train_loss),
                **metrics}
-    self.reporter.report(epoch, metrics)
+    self.reporter.report(epoch, metrics, events=events)
     return metrics
 
   def _figures_due(self, epoch: int) -> bool:

@@ -110,9 +110,11 @@ class Reporter:
                       step=0)
       self._writer.flush()
 
-  def report(self, epoch: int, metrics: Dict[str, float]) -> None:
+  def report(self, epoch: int, metrics: Dict[str, float],
+             events: bool = True) -> None:
+    """The log line; with `events`, the same scalars to TensorBoard."""
     logging.info(format_line(epoch, self.num_epochs, metrics))
-    if self._writer is None:
+    if self._writer is None or not events:
       return
     with self._storage_errors(), self._writer.as_default(step=epoch):
       for key, tag in TAGS.items():

@@ -306,3 +306,15 @@ def test_a_damaged_data_cache_is_rebuilt(shared_tfds_dir, tmp_path):
   assert os.path.getsize(cached) == good  # written again, whole
   final = lambda r: r.stderr.strip().splitlines()[-1].split("final: ")[1]
   assert final(first) == final(second)
+
+
+def test_rerunning_a_finished_run_writes_no_second_step(idx, tmp_path):
+  model_dir = tmp_path / "run"
+  args = _args(idx, model_dir, "--num_epochs=10")
+  assert run_cli(*args).returncode == 0
+  again = run_cli(*args)
+  assert again.returncode == 0, again.stderr[-2000:]
+  assert "nothing to train" in again.stderr
+  assert "epoch 10/10  train_loss" in again.stderr  # the result, logged
+  counts = _event_counts(str(model_dir))
+  assert counts and max(counts.values()) == 1, counts
