@@ -31,7 +31,6 @@ _OUTPUT_JSON = flags.DEFINE_string(
 
 def evaluate(trained, storage, split=None) -> dict:
   """The results of `trained` on its data's test split (or `split`)."""
-  import numpy as np
   import tensorflow as tf
   from logreg_tf import data, loop, metrics, steps
   dataset = loop.load_data(trained.config(split), storage)

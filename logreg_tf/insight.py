@@ -4,8 +4,6 @@ the figures (figures.py) and the scalars that go with them."""
 import re
 from typing import Dict, Tuple
 
-import numpy as np
-
 from logreg_tf import figures, metrics
 
 

@@ -6,10 +6,10 @@ optimizer.
 """
 
 import dataclasses
+import math
 import os
 from typing import Optional
 
-import tensorflow as tf
 
 from logreg_tf import ckpt_files, snapshot
 from logreg_tf.checkpoints import model_variables
@@ -77,10 +77,7 @@ def load(model_dir: Optional[str] = None, checkpoint: Optional[str] = None,
     raise UserError(f"checkpoint {path} is of dataset {spec['dataset']!r}, "
                     f"not --dataset={dataset!r}; leave --dataset unset to use "
                     "the checkpoint's")
-  features = 1
-  for size in spec["image_shape"]:
-    features *= size
-  model = linear_model(features, spec["num_outputs"],
+  model = linear_model(math.prod(spec["image_shape"]), spec["num_outputs"],
                        use_bias=spec["use_bias"], init="zeros", seed=0)
   shadow = snapshot.Snapshot(model_variables(model))
   shadow.checkpoint.restore(path).expect_partial()

@@ -7,8 +7,7 @@
       figures/NAME.png             the pictures (figures.py), newest only
       run.json                     what ran and how it ended (runinfo.py)
 
-Which process may write there is decided here too (`writes`), so that a run
-of several workers can give the directory to one of them. One run at a time:
+One run at a time:
 `locked()` holds an exclusive lock for the run's whole life. The kernel drops
 it when the process ends, however it ends, so a killed run leaves no stale
 lock behind.
@@ -60,9 +59,8 @@ def check_writable(path: str) -> None:
 class ModelDir:
   """Paths inside one model directory, and starting it over."""
 
-  def __init__(self, root: str, writes: bool = True):
+  def __init__(self, root: str):
     self.root = root
-    self.writes = writes  # False for a worker that must leave it alone
 
   @property
   def checkpoints(self) -> str:

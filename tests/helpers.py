@@ -21,12 +21,26 @@ MOCKED_MAIN = (
     "  train.run()\n")
 
 
+def _env(**extra):
+  """The environment of a command under test: quiet TensorFlow, and caches
+  (decoded data) kept out of $HOME."""
+  return {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3",
+          "XDG_CACHE_HOME": os.path.join(REPO, ".pytest_cache", "xdg"),
+          **extra}
+
+
+def run_command(module, *args, timeout=120):
+  """Runs `python -m logreg_tf.MODULE ARGS`; returns CompletedProcess."""
+  return subprocess.run([sys.executable, "-m", f"logreg_tf.{module}", *args],
+                        cwd=REPO, env=_env(), capture_output=True, text=True,
+                        timeout=timeout, check=False)
+
+
 def run_cli(*args, mock_examples=None, env=None, timeout=120):
   """Runs `python -m logreg_tf.train ARGS`; returns CompletedProcess."""
-  full_env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3",
-              # Caches (decoded data, XLA kernels) stay out of $HOME.
-              "XDG_CACHE_HOME": os.path.join(REPO, ".pytest_cache", "xdg"),
-              **(env or {})}
+  if mock_examples is None and not env:
+    return run_command("train", *args, timeout=timeout)
+  full_env = _env(**(env or {}))
   if mock_examples is None:
     cmd = [sys.executable, "-m", "logreg_tf.train", *args]
   else:
@@ -40,10 +54,8 @@ def run_cli(*args, mock_examples=None, env=None, timeout=120):
 
 def start_cli(*args):
   """Starts `python -m logreg_tf.train ARGS` without waiting (stderr piped)."""
-  env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3",
-         "XDG_CACHE_HOME": os.path.join(REPO, ".pytest_cache", "xdg")}
   return subprocess.Popen([sys.executable, "-m", "logreg_tf.train", *args],
-                          cwd=REPO, env=env, stdout=subprocess.PIPE,
+                          cwd=REPO, env=_env(), stdout=subprocess.PIPE,
                           stderr=subprocess.PIPE, text=True)
 
 
@@ -61,24 +73,26 @@ def error_lines(stderr: str):
   return [l for l in stderr.splitlines() if l.startswith("logreg-train:")]
 
 
-def read_scalars(model_dir):
-  """{tag: {step: value}} from every event file under model_dir."""
-  out = {}
+def summary_values(model_dir):
+  """(step, summary value) of every event file under model_dir."""
   for path in glob.glob(os.path.join(model_dir, "events.out.tfevents.*")):
     for event in tf.compat.v1.train.summary_iterator(path):
       for value in event.summary.value:
-        if value.metadata.plugin_data.plugin_name == "scalars":
-          out.setdefault(value.tag, {})[event.step] = float(
-              tf.make_ndarray(value.tensor))
+        yield event.step, value
+
+
+def read_scalars(model_dir):
+  """{tag: {step: value}} from every event file under model_dir."""
+  out = {}
+  for step, value in summary_values(model_dir):
+    if value.metadata.plugin_data.plugin_name == "scalars":
+      out.setdefault(value.tag, {})[step] = float(
+          tf.make_ndarray(value.tensor))
   return out
 
 
 def read_tags(model_dir):
-  tags = set()
-  for path in glob.glob(os.path.join(model_dir, "events.out.tfevents.*")):
-    for event in tf.compat.v1.train.summary_iterator(path):
-      tags.update(v.tag for v in event.summary.value)
-  return tags
+  return {value.tag for _, value in summary_values(model_dir)}
 
 
 def read_hparams(model_dir):
@@ -118,3 +132,12 @@ def assert_same_run(a_dir, b_dir):
   assert ja["final_metrics"] == jb["final_metrics"]
   assert ja["dataset"]["fingerprint_sha256"] == jb["dataset"][
       "fingerprint_sha256"]
+
+
+def read_image_steps(model_dir):
+  """{tag: sorted steps} of the image summaries under model_dir."""
+  out = {}
+  for step, value in summary_values(model_dir):
+    if value.metadata.plugin_data.plugin_name == "images":
+      out.setdefault(value.tag, []).append(step)
+  return {k: sorted(v) for k, v in out.items()}

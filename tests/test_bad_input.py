@@ -5,7 +5,7 @@ import os
 import pytest
 
 from conftest import make_idx_dir
-from helpers import error_lines, run_cli
+from helpers import error_lines, run_cli, run_command
 
 # (flags, text the one line must quote). {tmp} is a fresh directory, {file}
 # a file in it, {idx} a directory without IDX files, {mnist} one with small
@@ -85,16 +85,6 @@ def test_read_only_directory_for_a_normal_user(tmp_path):
   assert "cannot write in" in line
 
 
-def _run_command(module, *args):
-  import subprocess
-  import sys
-  from conftest import REPO
-  env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-  return subprocess.run([sys.executable, "-m", f"logreg_tf.{module}", *args],
-                        cwd=REPO, env=env, capture_output=True, text=True,
-                        timeout=120, check=False)
-
-
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
   """Model directories: a good MNIST one, a damaged copy, an empty one, one
@@ -159,7 +149,7 @@ def test_bad_input_of_the_other_commands(models, command, args, quoted):
   root, idx = models
   subs = {"r": root, "idx": idx}
   before = sorted(p.name for p in root.iterdir())
-  result = _run_command(command, *[a.format(**subs) for a in args])
+  result = run_command(command, *[a.format(**subs) for a in args])
   assert result.returncode == 1, result.stderr[-2000:]
   assert "Traceback" not in result.stderr
   lines = [l for l in result.stderr.splitlines()

@@ -16,7 +16,6 @@ from logreg_tf import loop
 from logreg_tf.config import RunConfig, Storage
 from logreg_tf.errors import DataError
 
-from conftest import REPO
 from helpers import error_lines, run_cli
 
 

@@ -3,24 +3,14 @@ run's final metrics to the bit, per-class figures, calibration, refusals."""
 
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
 from logreg_tf import metrics
 
-from conftest import REPO, make_idx_dir
-from helpers import run_cli
-
-
-def run_evaluate(*args):
-  env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3",
-         "XDG_CACHE_HOME": os.path.join(REPO, ".pytest_cache", "xdg")}
-  return subprocess.run([sys.executable, "-m", "logreg_tf.evaluate", *args],
-                        cwd=REPO, env=env, capture_output=True, text=True,
-                        timeout=120, check=False)
+from conftest import make_idx_dir
+from helpers import run_cli, run_command
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +33,7 @@ def trained(tmp_path_factory):
 def test_equals_the_runs_final_metrics(trained, tmp_path, kind):
   idx, dirs = trained
   out = tmp_path / "eval.json"
-  result = run_evaluate(f"--model_dir={dirs[kind]}", f"--idx_dir={idx}",
+  result = run_command("evaluate", f"--model_dir={dirs[kind]}", f"--idx_dir={idx}",
                         f"--output_json={out}")
   assert result.returncode == 0, result.stderr[-2000:]
   got = json.loads(out.read_text())
@@ -84,7 +74,7 @@ def test_refusals(trained, tmp_path):
        f"checkpoint {empty}/ckpt-9 cannot be read"),
   ]
   for args, text in cases:
-    result = run_evaluate(*args)
+    result = run_command("evaluate", *args)
     assert result.returncode == 1, (args, result.stderr[-1000:])
     assert text in _one_line(result), args
 
@@ -98,7 +88,7 @@ def test_a_damaged_checkpoint_is_named(trained, tmp_path):
     if ".data-" in name:
       data = data[:len(data) // 2]
     (damaged / "checkpoints" / name).write_bytes(data)
-  result = run_evaluate(f"--model_dir={damaged}", f"--idx_dir={idx}")
+  result = run_command("evaluate", f"--model_dir={damaged}", f"--idx_dir={idx}")
   assert result.returncode == 1
   assert "no intact checkpoint in" in _one_line(result)
 

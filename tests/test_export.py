@@ -11,8 +11,8 @@ import tensorflow as tf
 
 from logreg_tf import data, idx, metrics, trained as trained_lib
 
-from conftest import REPO, make_idx_dir
-from helpers import run_cli
+from conftest import make_idx_dir
+from helpers import run_cli, run_command
 
 # Runs in a fresh process in which logreg_tf cannot be imported.
 SERVE = """
@@ -36,13 +36,6 @@ np.savez(sys.argv[3], probabilities=out["probabilities"].numpy(),
 """
 
 
-def run_export(*args):
-  env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-  return subprocess.run([sys.executable, "-m", "logreg_tf.export", *args],
-                        cwd=REPO, env=env, capture_output=True, text=True,
-                        timeout=120, check=False)
-
-
 @pytest.mark.parametrize("extra", [[], ["--classes=3,8"]],
                          ids=["softmax", "binomial"])
 def test_served_probabilities_equal_the_trainers(tmp_path, extra):
@@ -52,7 +45,7 @@ def test_served_probabilities_equal_the_trainers(tmp_path, extra):
                         "--num_epochs=4", "--batch_size=32", *extra)
   assert trained_run.returncode == 0, trained_run.stderr[-2000:]
   out = tmp_path / "export"
-  result = run_export(f"--model_dir={model_dir}", f"--export_dir={out}")
+  result = run_command("export", f"--model_dir={model_dir}", f"--export_dir={out}")
   assert result.returncode == 0, result.stderr[-2000:]
   assert sorted(os.listdir(out)) == ["4"]  # the checkpoint's epoch
 
@@ -85,22 +78,22 @@ def test_an_existing_export_is_kept_unless_overwrite(tmp_path):
   assert run_cli(f"--idx_dir={idx_dir}", f"--model_dir={model_dir}",
                  "--num_epochs=1").returncode == 0
   out = tmp_path / "export"
-  assert run_export(f"--model_dir={model_dir}",
+  assert run_command("export", f"--model_dir={model_dir}",
                     f"--export_dir={out}").returncode == 0
   before = os.path.getmtime(out / "1" / "saved_model.pb")
-  again = run_export(f"--model_dir={model_dir}", f"--export_dir={out}")
+  again = run_command("export", f"--model_dir={model_dir}", f"--export_dir={out}")
   assert again.returncode == 1 and "Traceback" not in again.stderr
   (line,) = [l for l in again.stderr.splitlines()
              if l.startswith("logreg-export:")]
   assert f"{out}/1 exists; pass --overwrite" in line
   assert os.path.getmtime(out / "1" / "saved_model.pb") == before
   assert sorted(os.listdir(out)) == ["1"]  # nothing half-written beside it
-  forced = run_export(f"--model_dir={model_dir}", f"--export_dir={out}",
+  forced = run_command("export", f"--model_dir={model_dir}", f"--export_dir={out}",
                       "--overwrite")
   assert forced.returncode == 0, forced.stderr[-2000:]
   assert tf.saved_model.contains_saved_model(str(out / "1"))
   empty = tmp_path / "empty"
   empty.mkdir()
-  nothing = run_export(f"--model_dir={empty}", f"--export_dir={tmp_path}/x")
+  nothing = run_command("export", f"--model_dir={empty}", f"--export_dir={tmp_path}/x")
   assert nothing.returncode == 1 and "holds no checkpoint" in nothing.stderr
   assert not (tmp_path / "x").exists()

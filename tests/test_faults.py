@@ -27,7 +27,7 @@ from logreg_tf.errors import StorageError
 
 from conftest import make_idx_dir
 from helpers import (assert_same_run, error_lines, run_cli, start_cli,
-                     wait_for)
+                     summary_values, wait_for)
 
 FLAGS = ["--num_epochs=30", "--batch_size=16", "--learning_rate=0.01",
          "--checkpoint_every=10", "--keep_checkpoints=3", "--display_step=5",
@@ -167,12 +167,8 @@ def test_a_killed_run_leaves_no_stale_lock(idx, one_go, tmp_path):
 
 def _event_counts(model_dir):
   """{(tag, step): how many events} over every event file."""
-  counts = collections.Counter()
-  for path in glob.glob(os.path.join(model_dir, "events.out.tfevents.*")):
-    for event in tf.compat.v1.train.summary_iterator(path):
-      for value in event.summary.value:
-        counts[(value.tag, event.step)] += 1
-  return counts
+  return collections.Counter((value.tag, step)
+                             for step, value in summary_values(model_dir))
 
 
 def test_tensorboard_shows_each_step_once_after_a_resume(idx, tmp_path):

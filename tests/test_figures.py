@@ -1,8 +1,6 @@
 """The pictures: PNG files in MODEL_DIR/figures, the same in TensorBoard with
 their scalars (per-class accuracy, ECE), at the end or every N displays."""
 
-import glob
-import os
 
 import numpy as np
 import pytest
@@ -11,20 +9,9 @@ import tensorflow as tf
 from logreg_tf import figures, loop
 from logreg_tf.config import RunConfig, Storage
 
-from helpers import read_scalars
+from helpers import read_image_steps, read_scalars
 
 PNG = b"\x89PNG\r\n\x1a\n"
-
-
-def _images(model_dir):
-  """{tag: sorted steps} of image summaries."""
-  out = {}
-  for path in glob.glob(os.path.join(model_dir, "events.out.tfevents.*")):
-    for event in tf.compat.v1.train.summary_iterator(path):
-      for value in event.summary.value:
-        if value.metadata.plugin_data.plugin_name == "images":
-          out.setdefault(value.tag, []).append(event.step)
-  return {k: sorted(v) for k, v in out.items()}
 
 
 def test_a_run_draws_its_figures_at_the_end(idx_dir, tmp_path):
@@ -36,7 +23,7 @@ def test_a_run_draws_its_figures_at_the_end(idx_dir, tmp_path):
     assert png.startswith(PNG)
     image = tf.image.decode_png(png)
     assert image.shape[0] > 100 and image.shape[1] > 100
-  assert _images(str(tmp_path)) == {f"figures/{n}": [3]
+  assert read_image_steps(str(tmp_path)) == {f"figures/{n}": [3]
                                     for n in figures.NAMES}
   scalars = read_scalars(str(tmp_path))
   per_class = {t: v[3] for t, v in scalars.items()
@@ -55,7 +42,7 @@ def test_figure_every_counts_displayed_epochs(idx_dir, tmp_path):
       RunConfig(num_epochs=8, display_step=2, learning_rate=0.05),
       Storage(idx_dir=idx_dir, model_dir=str(tmp_path), figure_every=2))
   # Displays at 2, 4, 6, 8; figures every second display and at the end.
-  assert _images(str(tmp_path))["figures/templates"] == [4, 8]
+  assert read_image_steps(str(tmp_path))["figures/templates"] == [4, 8]
 
 
 def test_templates_of_a_binomial_and_a_colour_model():

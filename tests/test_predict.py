@@ -3,8 +3,6 @@ a checkpoint or an export, MNIST's preprocessing, files it cannot read."""
 
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 from PIL import Image
@@ -13,14 +11,7 @@ import pytest
 from logreg_tf import data, images, metrics, trained as trained_lib
 
 from conftest import REPO, make_idx_dir
-from helpers import run_cli
-
-
-def run_tool(module, *args):
-  env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-  return subprocess.run([sys.executable, "-m", f"logreg_tf.{module}", *args],
-                        cwd=REPO, env=env, capture_output=True, text=True,
-                        timeout=120, check=False)
+from helpers import run_cli, run_command
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +23,7 @@ def model(tmp_path_factory):
   result = run_cli(f"--idx_dir={idx_dir}", f"--model_dir={model_dir}",
                    "--num_epochs=3", "--batch_size=32")
   assert result.returncode == 0, result.stderr[-2000:]
-  exported = run_tool("export", f"--model_dir={model_dir}",
+  exported = run_command("export", f"--model_dir={model_dir}",
                       f"--export_dir={root / 'export'}")
   assert exported.returncode == 0, exported.stderr[-2000:]
   return (str(model_dir), str(root / "export" / "3"),
@@ -44,7 +35,7 @@ def test_native_pngs_get_the_trainers_probabilities(model, tmp_path):
   for i in range(5):
     Image.fromarray(test[i]).save(tmp_path / f"{i}.png")
   out = tmp_path / "out.json"
-  result = run_tool("predict", f"--model_dir={model_dir}",
+  result = run_command("predict", f"--model_dir={model_dir}",
                     f"--output_json={out}", str(tmp_path))
   assert result.returncode == 0, result.stderr[-2000:]
   got = json.loads(out.read_text())["predictions"]
@@ -67,9 +58,9 @@ def test_any_format_size_and_colour_and_the_export_agree(model, tmp_path):
   digit.convert("RGBA").save(tmp_path / "b.png")
   digit.save(tmp_path / "c.gif")
   digit.resize((40, 30)).convert("RGB").save(tmp_path / "d.bmp")
-  by_checkpoint = run_tool("predict", f"--model_dir={model_dir}",
+  by_checkpoint = run_command("predict", f"--model_dir={model_dir}",
                            str(tmp_path))
-  by_export = run_tool("predict", f"--saved_model={saved_model}",
+  by_export = run_command("predict", f"--saved_model={saved_model}",
                        str(tmp_path))
   assert by_checkpoint.returncode == 0, by_checkpoint.stderr[-2000:]
   assert by_export.returncode == 0, by_export.stderr[-2000:]
@@ -82,7 +73,7 @@ def test_files_it_cannot_read_are_named_and_the_rest_predicted(model,
   model_dir, _, test = model
   Image.fromarray(test[1]).save(tmp_path / "good.png")
   (tmp_path / "notes.png").write_text("not an image")
-  result = run_tool("predict", f"--model_dir={model_dir}",
+  result = run_command("predict", f"--model_dir={model_dir}",
                     str(tmp_path / "good.png"), str(tmp_path / "notes.png"),
                     str(tmp_path / "missing.png"))
   assert result.returncode == 1
@@ -104,7 +95,7 @@ def test_files_it_cannot_read_are_named_and_the_rest_predicted(model,
 def test_usage_errors(model, tmp_path, args, text):
   model_dir, saved_model, _ = model
   args = [a.format(d=model_dir, s=saved_model, empty=tmp_path) for a in args]
-  result = run_tool("predict", *args)
+  result = run_command("predict", *args)
   assert result.returncode == 1 and "Traceback" not in result.stderr
   (line,) = [l for l in result.stderr.splitlines()
              if l.startswith("logreg-predict:")]
@@ -148,7 +139,7 @@ def test_photos_of_mnist_digits_with_mnist_preprocessing(shared_tfds_dir,
     paper[40:180, 10:150] -= digit[..., None] * 0.8
     Image.fromarray(paper.astype(np.uint8)).save(photos / f"{i:02d}.jpg")
   out = tmp_path / "out.json"
-  run = run_tool("predict", f"--model_dir={model_dir}", "--preprocess=mnist",
+  run = run_command("predict", f"--model_dir={model_dir}", "--preprocess=mnist",
                  f"--output_json={out}", str(photos))
   assert run.returncode == 0, run.stderr[-2000:]
   got = [p["class"] for p in json.loads(out.read_text())["predictions"]]
