@@ -42,6 +42,34 @@ def evaluate(model, head, x, y) -> EvalResult:
                     correct)
 
 
+class GradientSums(NamedTuple):
+  """Sums over some rows: of the loss, of (P - Y)^T X [K, D], of P - Y [K]."""
+  loss: tf.Tensor
+  kernel: tf.Tensor
+  bias: tf.Tensor
+
+
+def gradient_sums(model, head, blocks) -> GradientSums:
+  """The loss and gradient sums over the rows of `blocks`, [(x, y), ...].
+
+  Block by block, so that each block of X is read from memory once: its
+  logits, loss, P - Y and its share of the gradient product are computed
+  while it is still in the cache. (P - Y)^T X is [K, D]: the product's long
+  axis is X's rows, which TF's kernels stream faster than X^T (P - Y).
+  Dividing by the batch size and adding the penalty is the caller's: one
+  device does it on its whole batch, a replica's sums are added to the
+  others' first.
+  """
+  loss_sums, kernel_parts, bias_parts = [], [], []
+  for xb, yb in blocks:
+    losses, delta = head.loss_and_delta(model(xb), yb)
+    loss_sums.append(tf.reduce_sum(losses))
+    kernel_parts.append(tf.matmul(delta, xb, transpose_a=True))
+    bias_parts.append(tf.reduce_sum(delta, axis=0))
+  return GradientSums(tf.add_n(loss_sums), tf.add_n(kernel_parts),
+                      tf.add_n(bias_parts))
+
+
 def sgd(learning_rate: float, schedule: str = "constant",
         total_steps: int = 1) -> keras.optimizers.SGD:
   """Plain SGD, no momentum; `linear` decays to 0 at `total_steps`."""
@@ -100,29 +128,17 @@ class Steps:
     return [(x[i:i + rows], y[i:i + rows]) for i in range(0, n, rows)]
 
   def loss_and_grads(self, x, y):
-    """The objective, the logits' loss sums and its gradient by [kernel,
-    (bias)].
-
-    Block by block, so that each block of X is read from memory once: its
-    logits, loss, P - Y and its share of the gradient product are computed
-    while it is still in the cache. (P - Y)^T X is [C, D]: the product's long
-    axis is X's rows, which TF's kernels stream faster than X^T (P - Y).
-    """
-    loss_sums, kernel_parts, bias_parts = [], [], []
-    for xb, yb in self._blocks(x, y):
-      losses, delta = self.head.loss_and_delta(self.model(xb), yb)
-      loss_sums.append(tf.reduce_sum(losses))
-      kernel_parts.append(tf.matmul(delta, xb, transpose_a=True))
-      bias_parts.append(tf.reduce_sum(delta, axis=0))
+    """The objective and its gradient by [kernel, (bias)] on (x, y)."""
+    sums = gradient_sums(self.model, self.head, self._blocks(x, y))
     inv_n = 1.0 / tf.cast(tf.shape(x)[0], x.dtype)
-    loss = tf.add_n(loss_sums) * inv_n
-    grad_kernel = tf.transpose(tf.add_n(kernel_parts)) * inv_n
+    loss = sums.loss * inv_n
+    grad_kernel = tf.transpose(sums.kernel) * inv_n
     if self.l2:
       loss += l2_penalty(self.model, self.l2)
       grad_kernel += self.l2 * tf.convert_to_tensor(self.model.kernel)
     grads = [grad_kernel]
     if self.model.bias is not None:
-      grads.append(tf.add_n(bias_parts) * inv_n)
+      grads.append(sums.bias * inv_n)
     return loss, grads
 
   def _train_step(self, x, y):
