@@ -26,3 +26,10 @@ class StorageError(Exception):
   a file system that turned read-only. Earlier checkpoints stay intact."""
 
   exit_code = 4
+
+
+class WorkerError(Exception):
+  """A cluster of workers failed: it did not form, or lost a worker. The
+  chief's checkpoints stay; starting every worker again resumes."""
+
+  exit_code = 5

@@ -42,6 +42,16 @@ def evaluate(model, head, x, y) -> EvalResult:
                     correct)
 
 
+def row_blocks(x, y, rows: Optional[int]):
+  """(x, y) in row blocks of `rows` (one block when unset, or when the
+  number of rows is known only at run time); slices along the rows alias
+  X's memory, nothing is copied."""
+  n = x.shape[0]
+  if rows is None or n is None or n <= rows:
+    return [(x, y)]
+  return [(x[i:i + rows], y[i:i + rows]) for i in range(0, n, rows)]
+
+
 class GradientSums(NamedTuple):
   """Sums over some rows: of the loss, of (P - Y)^T X [K, D], of P - Y [K]."""
   loss: tf.Tensor
@@ -119,17 +129,10 @@ class Steps:
     loss = tf.reduce_mean(self.head.loss(logits, y))
     return loss + l2_penalty(self.model, self.l2), logits
 
-  def _blocks(self, x, y):
-    """(x, y) in row blocks of `block_rows` (one block when unset); slices
-    along the rows alias X's memory, nothing is copied."""
-    n, rows = x.shape[0], self.block_rows
-    if rows is None or n is None or n <= rows:
-      return [(x, y)]
-    return [(x[i:i + rows], y[i:i + rows]) for i in range(0, n, rows)]
-
   def loss_and_grads(self, x, y):
     """The objective and its gradient by [kernel, (bias)] on (x, y)."""
-    sums = gradient_sums(self.model, self.head, self._blocks(x, y))
+    sums = gradient_sums(self.model, self.head,
+                         row_blocks(x, y, self.block_rows))
     inv_n = 1.0 / tf.cast(tf.shape(x)[0], x.dtype)
     loss = sums.loss * inv_n
     grad_kernel = tf.transpose(sums.kernel) * inv_n

@@ -7,6 +7,7 @@ import pytest
 import tensorflow as tf
 
 from logreg_tf import loop
+from logreg_tf import steps as steps_lib
 from logreg_tf.config import RunConfig
 from logreg_tf.model import SigmoidHead, SoftmaxHead, linear_model
 from logreg_tf.steps import EpochResult, EvalResult, Steps, sgd
@@ -212,4 +213,5 @@ def test_the_trainer_steps_in_blocks_on_this_cpu():
   assert steps.block_rows == blocks.block_rows(784)
   x, y = _data(n=100)
   steps.block_rows = 30
-  assert [int(b[0].shape[0]) for b in steps._blocks(x, y)] == [30, 30, 30, 10]
+  assert [int(b[0].shape[0]) for b in
+          steps_lib.row_blocks(x, y, steps.block_rows)] == [30, 30, 30, 10]

@@ -5,6 +5,7 @@ import pytest
 import tensorflow as tf
 
 from logreg_tf import reference as ref
+from logreg_tf import steps as steps_lib
 from logreg_tf.model import linear_model, head_for
 from logreg_tf.steps import Steps, sgd
 
@@ -134,7 +135,7 @@ def test_step_in_row_blocks_equals_the_reference(num_outputs, use_bias, l2):
   steps, model, x, y = _case(num_outputs, use_bias, l2, seed=4, n=50)
   whole_loss, whole = steps.loss_and_grads(tf.constant(x), tf.constant(y))
   steps.block_rows = 16
-  assert len(steps._blocks(tf.constant(x), tf.constant(y))) == 4
+  assert len(steps_lib.row_blocks(tf.constant(x), tf.constant(y), 16)) == 4
   loss, grads = steps.loss_and_grads(tf.constant(x), tf.constant(y))
   ref_loss, ref_grads = _reference(model, x, y, l2)
   assert float(loss) == pytest.approx(ref_loss, rel=1e-5)
