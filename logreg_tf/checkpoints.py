@@ -137,7 +137,8 @@ class Checkpointer:
       self._start_manager()
       self._last_good = path
       logging.info("resuming from %s at epoch %d (global step %d)", path,
-                   int(self.epoch), int(self._optimizer.iterations))
+                   int(self.epoch),
+                   int(self._optimizer.iterations.numpy()))
       return int(self.epoch)
     if damaged:
       raise UserError(

@@ -12,6 +12,7 @@ class StopRequest:
 
   def __init__(self):
     self.signum: Optional[int] = None
+    self._signals = ()
 
   def _handle(self, signum, frame):
     del frame
@@ -20,8 +21,15 @@ class StopRequest:
                       "saving a checkpoint", signal.Signals(signum).name)
     self.signum = signum
 
+  def take_back(self) -> None:
+    """Installs the handlers again: MultiWorkerMirroredStrategy's
+    preemption notifier takes SIGTERM for itself when it starts."""
+    for s in self._signals:
+      signal.signal(s, self._handle)
+
   @contextlib.contextmanager
   def installed(self, signals=(signal.SIGINT, signal.SIGTERM)):
+    self._signals = tuple(signals)
     previous = {s: signal.signal(s, self._handle) for s in signals}
     try:
       yield self

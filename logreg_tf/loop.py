@@ -1,17 +1,26 @@
 """train_and_evaluate: load data, build the model, run the train/eval loop."""
 
+import contextlib
+import dataclasses
+import functools
+import json
 import math
 import os
+import signal
 from typing import Dict, Optional
+import zlib
 
 from absl import logging
 import tensorflow as tf
 
 from logreg_tf import blocks, checkpoints, data, durable, insight
 from logreg_tf.config import RunConfig, Storage
-from logreg_tf.errors import DivergenceError, StorageError
+from logreg_tf.distribute import Placement
+from logreg_tf.errors import (DivergenceError, StorageError, UserError,
+                              WorkerError)
 from logreg_tf.interrupts import Interrupted, StopRequest
 from logreg_tf.model import head_for, linear_model, num_outputs
+from logreg_tf.replicated import ReplicatedSteps
 from logreg_tf.runinfo import RunInfo, describe
 from logreg_tf.steps import EvalResult, Steps, sgd
 from logreg_tf.summaries import Reporter, drop_after
@@ -24,18 +33,26 @@ def steps_per_epoch(num_examples: int, batch_size) -> int:
   return math.ceil(num_examples / batch_size)
 
 
-def build(config: RunConfig, info, num_train: int) -> Steps:
-  """The model, optimizer and compiled steps for a config and its data."""
+def build(config: RunConfig, info, num_train: int,
+          placement: Optional[Placement] = None):
+  """The model, optimizer and compiled steps for a config and its data:
+  steps.Steps on one device, ReplicatedSteps under a strategy (whose scope
+  makes the variables mirrored)."""
+  strategy = placement.strategy if placement else None
   outputs = num_outputs(info.num_classes)
-  model = linear_model(info.num_features, outputs, use_bias=config.use_bias,
-                       init=config.init, seed=config.seed)
   per_epoch = steps_per_epoch(num_train, config.batch_size)
-  optimizer = sgd(config.learning_rate, config.lr_schedule,
-                  total_steps=config.num_epochs * per_epoch)
+  with strategy.scope() if strategy else contextlib.nullcontext():
+    model = linear_model(info.num_features, outputs,
+                         use_bias=config.use_bias, init=config.init,
+                         seed=config.seed)
+    optimizer = sgd(config.learning_rate, config.lr_schedule,
+                    total_steps=config.num_epochs * per_epoch)
   batch = None if per_epoch == 1 else config.batch_size
-  return Steps(model, head_for(outputs), optimizer, l2=config.l2,
-               batch_size=batch, seed=config.seed,
-               block_rows=blocks.block_rows(info.num_features))
+  kind = Steps if strategy is None else functools.partial(
+      ReplicatedSteps, strategy)
+  return kind(model, head_for(outputs), optimizer, l2=config.l2,
+              batch_size=batch, seed=config.seed,
+              block_rows=blocks.block_rows(info.num_features))
 
 
 def load_data(config: RunConfig, storage: Storage) -> data.Dataset:
@@ -77,18 +94,28 @@ def _diverged(epoch, result, steps, ckpt) -> DivergenceError:
   last = ckpt.latest if ckpt else None
   return DivergenceError(
       f"training diverged at epoch {epoch}, step {int(result.steps)} of the "
-      f"epoch (global step {int(steps.optimizer.iterations)}): loss "
+      f"epoch (global step {steps.optimizer.iterations.numpy()}): loss "
       f"{float(result.loss)} or a weight is not finite; last good checkpoint:"
       f" {last or 'none'}; try a smaller --learning_rate")
 
 
 class Run:
-  """One invocation's state: data tensors, steps, outputs."""
+  """One invocation's state: data tensors, steps, outputs.
 
-  def __init__(self, config, storage, tensors, steps, stop):
+  In a cluster of workers (`placement`), every worker runs the same epochs
+  and collectives; the chief alone has `ckpt`, events and figures, and the
+  workers agree after each epoch on whether a stop was asked of any of them.
+  """
+
+  def __init__(self, config, storage, tensors, steps, stop,
+               placement: Optional[Placement] = None):
     self.config, self.storage, self.steps = config, storage, steps
     self.tensors, self.stop = tensors, stop
-    self.reporter = Reporter(None, config.num_epochs)
+    self.cluster = (placement if placement and placement.num_workers > 1
+                    else None)
+    chief = placement is None or placement.is_chief
+    self.reporter = Reporter(None, config.num_epochs,
+                             logging.info if chief else logging.debug)
     self.ckpt = None
     self.draw = None  # draw(epoch): the figures, when there is a model_dir
     self.train_loss = tf.Variable(float("nan"), trainable=False)
@@ -106,6 +133,50 @@ class Run:
     self.reporter.report(epoch, metrics, events=events)
     return metrics
 
+  def _stop_asked(self) -> bool:
+    """A stop signal here, or (in a cluster) at any worker."""
+    asked = self.stop is not None and self.stop.signum is not None
+    return self.steps.agree(asked) if self.cluster else asked
+
+  @contextlib.contextmanager
+  def collectives(self, epoch: int):
+    """In a cluster, a failed collective becomes WorkerError naming the
+    lost worker and the last good checkpoint."""
+    try:
+      yield
+    except tf.errors.OpError as e:
+      if self.cluster is None:
+        raise
+      raise self.cluster.lost_worker(e, epoch, self._last_checkpoint()) from e
+
+  def _last_checkpoint(self) -> Optional[str]:
+    """The chief's newest checkpoint: its own record, or (elsewhere) what
+    --model_dir shows when this worker can read it."""
+    if self.ckpt:
+      try:
+        self.ckpt.wait()
+      except StorageError as e:
+        logging.warning("%s", e)
+      return self.ckpt.latest
+    if self.storage.model_dir:
+      try:
+        return tf.train.latest_checkpoint(
+            ModelDir(self.storage.model_dir).checkpoints)
+      except (tf.errors.OpError, OSError):
+        pass
+    return None
+
+  def sync(self, start: int) -> int:
+    """In a cluster: every worker takes the chief's state (the checkpoint
+    it resumed, or its fresh start); returns the epoch to start after."""
+    if self.cluster is None:
+      return start
+    epoch = tf.Variable(start, dtype=tf.int64, trainable=False)
+    with self.collectives(start):
+      self.steps.broadcast(self.steps.model.trainable_variables + [
+          self.steps.optimizer.iterations, self.train_loss, epoch])
+    return int(epoch.numpy())
+
   def _figures_due(self, epoch: int) -> bool:
     """At the last epoch, and every `figure_every` displayed epochs."""
     every = self.storage.figure_every
@@ -121,7 +192,9 @@ class Run:
     metrics = {}
     for epoch in range(start + 1, c.num_epochs + 1):
       display = c.is_display_epoch(epoch)
-      result, test = run_epoch(self.steps, self.tensors, epoch, display)
+      with self.collectives(epoch):
+        result, test = run_epoch(self.steps, self.tensors, epoch, display)
+        stopping = self._stop_asked()
       if not result.finite:
         if self.ckpt:
           self.ckpt.wait()  # the error names the last checkpoint on disk
@@ -135,19 +208,22 @@ class Run:
                              or epoch == c.num_epochs)
       if saved:
         self.ckpt.save(epoch)
-      if self.stop is not None and self.stop.signum is not None:
+      if stopping:
         if self.ckpt:
           if not saved:
             self.ckpt.save(epoch)
           self.ckpt.wait()
-        raise Interrupted(self.stop.signum, self.ckpt and self.ckpt.latest)
+        signum = (self.stop and self.stop.signum) or signal.SIGTERM
+        raise Interrupted(signum, self.ckpt.latest if self.ckpt else
+                          None if self.cluster is None else
+                          "nothing here (the chief saves)")
     if self.ckpt:
       self.ckpt.wait()
     return metrics
 
 
 _STATUS = ((DivergenceError, "diverged"), (Interrupted, "interrupted"),
-           (StorageError, "failed"))
+           (StorageError, "failed"), (WorkerError, "worker lost"))
 
 
 def _draw(model_dir: ModelDir, run: Run, info, epoch: int) -> None:
@@ -173,7 +249,7 @@ def _run_in(model_dir: ModelDir, run: Run, info, record) -> Dict[str, float]:
   run.ckpt = checkpoints.Checkpointer(model_dir, steps.model, steps.optimizer,
                                       spec, run.storage.keep_checkpoints)
   run.ckpt.track(train_loss=run.train_loss)
-  start = run.ckpt.restore()
+  start = run.sync(run.ckpt.restore())
   try:
     drop_after(model_dir.event_files(), start)
   except (tf.errors.OpError, OSError) as e:
@@ -204,14 +280,32 @@ def _run_in(model_dir: ModelDir, run: Run, info, record) -> Dict[str, float]:
   return metrics
 
 
+def _check_same_run(run: Run, info, num_train: int) -> None:
+  """Every worker of a cluster must run the same config on the same data:
+  they would otherwise wait for each other's collectives in vain."""
+  what = json.dumps([dataclasses.asdict(run.config), info.name,
+                     list(info.image_shape), list(info.class_names),
+                     num_train, int(run.tensors[3].shape[0])], sort_keys=True)
+  with run.collectives(0):
+    same = run.steps.same_everywhere(zlib.crc32(what.encode()))
+  if not same:
+    raise UserError("the workers were started with different flags or "
+                    "data (dataset, classes, splits, hyperparameters); give "
+                    "every worker the same")
+
+
 def train_and_evaluate(config: RunConfig, storage: Storage = Storage(),
-                       stop: Optional[StopRequest] = None) -> Dict[str, float]:
+                       stop: Optional[StopRequest] = None,
+                       placement: Optional[Placement] = None
+                       ) -> Dict[str, float]:
   """Trains per `config` and returns the metrics of the last epoch.
 
   With `storage.model_dir`, holds that directory's lock for the whole run,
   resumes from the newest intact checkpoint there, saves every
   `checkpoint_every` epochs and at the end, and keeps run.json. `stop` (set
-  by a signal handler) ends the run after the current step, saved.
+  by a signal handler) ends the run after the current step, saved. With a
+  `placement` (distribute.place), trains on its strategy's replicas; in a
+  cluster only the chief writes --model_dir.
   """
   dataset = load_data(config, storage)
   info = dataset.info
@@ -219,9 +313,13 @@ def train_and_evaluate(config: RunConfig, storage: Storage = Storage(),
   tensors = data.to_tensors(dataset)
   num_train = len(dataset.train_labels)
   del dataset  # the uint8 copy is no longer needed
-  run = Run(config, storage, tensors, build(config, info, num_train), stop)
-  if not storage.model_dir:
-    return run.epochs(0)
+  run = Run(config, storage, tensors,
+            build(config, info, num_train, placement), stop, placement)
+  if run.cluster:
+    _check_same_run(run, info, num_train)
+  if not storage.model_dir or (placement and not placement.is_chief):
+    # Nothing written: no --model_dir, or a worker other than the chief.
+    return run.epochs(run.sync(0))
   model_dir = ModelDir(storage.model_dir)
   with model_dir.locked(storage.fresh):
     return _run_in(model_dir, run, info, record)

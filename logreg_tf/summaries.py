@@ -76,8 +76,10 @@ def drop_after(event_files: Iterable[str], step: int) -> None:
 class Reporter:
   """Writes metrics to the log and, given a directory, to TensorBoard."""
 
-  def __init__(self, events_dir: Optional[str], num_epochs: int):
+  def __init__(self, events_dir: Optional[str], num_epochs: int,
+               log=logging.info):
     self.num_epochs = num_epochs
+    self._log = log  # a worker other than the chief logs at debug level
     self._events_dir = events_dir
     self._writer = None
     if events_dir:
@@ -113,7 +115,7 @@ class Reporter:
   def report(self, epoch: int, metrics: Dict[str, float],
              events: bool = True) -> None:
     """The log line; with `events`, the same scalars to TensorBoard."""
-    logging.info(format_line(epoch, self.num_epochs, metrics))
+    self._log(format_line(epoch, self.num_epochs, metrics))
     if self._writer is None or not events:
       return
     with self._storage_errors(), self._writer.as_default(step=epoch):

@@ -15,7 +15,8 @@ from absl import logging
 
 from logreg_tf import cli
 from logreg_tf import config as config_lib
-from logreg_tf.errors import DivergenceError, StorageError, UserError
+from logreg_tf.errors import (DivergenceError, StorageError, UserError,
+                              WorkerError)
 
 PROG = "logreg-train"
 
@@ -58,6 +59,22 @@ _L2 = flags.DEFINE_float(
     "l2", 0.0, "Weight of the 0.5 * l2 * ||W||^2 penalty on the weights (not "
     "the bias).")
 
+_STRATEGY = flags.DEFINE_enum(
+    "strategy", "one_device", ["one_device", "mirrored", "multi_worker"],
+    "Where to train: one_device (one GPU if TensorFlow finds one, else the "
+    "CPU); mirrored (a replica on every GPU, or on --cpu_devices logical CPU "
+    "devices); multi_worker (the workers of the TF_CONFIG environment "
+    "variable; scripts/launch_local.py starts them on this machine).")
+_CPU_DEVICES = flags.DEFINE_integer(
+    "cpu_devices", None, "With --strategy=mirrored: split the CPU into this "
+    "many logical devices, one replica each (to run the mirrored path "
+    "without GPUs). Unset: every GPU, or the CPU as one device.",
+    lower_bound=1)
+_WORKER_TIMEOUT = flags.DEFINE_float(
+    "worker_timeout", 20.0, "With --strategy=multi_worker: seconds to wait "
+    "for every worker to join at start-up, and for a silent worker before it "
+    "counts as lost (the others then stop with exit status 5).")
+
 _MODEL_DIR = cli.define_model_dir_flag(
     "Directory for TensorBoard events, checkpoints and run.json; unset writes "
     "nothing. An existing run there is resumed.")
@@ -82,6 +99,14 @@ flags.register_validator(
     "l2", lambda v: v >= 0 and math.isfinite(v),
     message="must be a finite number >= 0")
 flags.register_validator("classes", cli.user_check(config_lib.parse_classes))
+flags.register_validator(
+    "worker_timeout", lambda v: v > 0 and math.isfinite(v),
+    message="must be a finite number of seconds > 0")
+flags.register_multi_flags_validator(
+    ["strategy", "cpu_devices"],
+    lambda f: f["cpu_devices"] is None or f["strategy"] == "mirrored",
+    message="--cpu_devices splits the CPU for --strategy=mirrored; the "
+    "chosen --strategy does not use it")
 for _split in ("train_split", "test_split"):
   flags.register_validator(_split, lambda v: bool(v and v.strip()),
                            message="give a TFDS split, e.g. train or test")
@@ -131,9 +156,13 @@ def main(argv) -> None:
     import tensorflow as tf
     # Same flags and seed give the same bits: no nondeterministic kernels.
     tf.config.experimental.enable_op_determinism()
+    from logreg_tf import distribute
     try:
-      metrics = loop.train_and_evaluate(config, storage, stop)
-    except (UserError, DivergenceError, StorageError) as e:
+      placement = distribute.place(_STRATEGY.value, _CPU_DEVICES.value,
+                                   _WORKER_TIMEOUT.value)
+      stop.take_back()
+      metrics = loop.train_and_evaluate(config, storage, stop, placement)
+    except (UserError, DivergenceError, StorageError, WorkerError) as e:
       cli.fail(PROG, str(e), e.exit_code)
     except Interrupted as e:
       logging.warning("%s", e)

@@ -25,6 +25,7 @@ import tensorflow as tf
 
 import baselines
 import bench_compute as bc
+import bench_distribute
 import bench_epoch
 import bench_process
 import bench_table
@@ -43,10 +44,12 @@ _PLAIN_STEPS = flags.DEFINE_integer(
     "plain_steps", None, "Internal: run only the plain TF2 loop for this many "
     "full-batch steps (lr 0.5), then one evaluation, as a whole process.")
 _SECTIONS = flags.DEFINE_list(
-    "sections", ["targets", "itemized", "whole_command", "predict"],
+    "sections", ["targets", "itemized", "whole_command", "predict",
+                 "distribute"],
     "What to measure: targets (1-5 and the checkpoint save), itemized (one "
     "displayed epoch, part by part), whole_command (per step as whole "
-    "processes), predict (images per second on 10,000 PNGs).")
+    "processes), predict (images per second on 10,000 PNGs), distribute "
+    "(2 workers against one process, mirrored against one device).")
 _IDX_DIR = flags.DEFINE_string("bench_idx_dir", None, "IDX files instead of "
                                "TFDS (TFDS_DATA_DIR) for the data.")
 
@@ -171,7 +174,11 @@ def main(argv):
   if "predict" in _SECTIONS.value:
     results["predict"] = bench_process.predict_throughput(
         info, _mnist(), _REPEATS.value)
+  if "distribute" in _SECTIONS.value:
+    results["distribute"] = bench_distribute.scaling(_REPEATS.value)
   text = bench_table.table(results)
+  if "distribute" in results:
+    text += "\n" + bench_distribute.table(results["distribute"])
   print(text)
   os.makedirs(os.path.dirname(os.path.abspath(_JSON.value)), exist_ok=True)
   with open(_JSON.value, "w") as f:

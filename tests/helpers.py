@@ -141,3 +141,35 @@ def read_image_steps(model_dir):
     if value.metadata.plugin_data.plugin_name == "images":
       out.setdefault(value.tag, []).append(step)
   return {k: sorted(v) for k, v in out.items()}
+
+
+LAUNCHER = os.path.join(REPO, "scripts", "launch_local.py")
+
+
+def run_launcher(*args, workers=2, timeout=240):
+  """scripts/launch_local.py --workers=N -- ARGS; returns CompletedProcess
+  (every worker's lines on stdout, prefixed [wI])."""
+  return subprocess.run(
+      [sys.executable, LAUNCHER, f"--workers={workers}", "--", *args],
+      cwd=REPO, env=_env(), capture_output=True, text=True, timeout=timeout,
+      check=False)
+
+
+def start_launcher(log_path, *args, workers=2):
+  """The launcher without waiting; its output goes to `log_path`."""
+  log = open(log_path, "w")
+  try:
+    return subprocess.Popen(
+        [sys.executable, LAUNCHER, f"--workers={workers}", "--", *args],
+        cwd=REPO, env=_env(), stdout=log, stderr=subprocess.STDOUT)
+  finally:
+    log.close()
+
+
+def worker_pids(log_path):
+  """The worker pids the launcher printed, or None before it did."""
+  with open(log_path) as f:
+    for line in f:
+      if line.startswith("[launch]") and "pids" in line:
+        return [int(p) for p in line.split("pids")[1].split()]
+  return None

@@ -1,0 +1,238 @@
+"""Where a run computes: one device, mirrored devices, or several workers.
+
+`--strategy=one_device` is the plain single-device path (no tf.distribute).
+`mirrored` puts a replica on every GPU TensorFlow finds, or on
+`--cpu_devices` logical CPU devices. `multi_worker` reads the standard
+TF_CONFIG and joins a MultiWorkerMirroredStrategy cluster; its worker 0 (or
+its "chief" task) is the chief, the only one that writes --model_dir.
+
+A cluster that cannot form, or loses a worker, ends in one line naming the
+worker: every address of TF_CONFIG is tried over TCP to find which one.
+"""
+
+import dataclasses
+import json
+import os
+import socket
+import time
+from typing import List, Optional, Tuple
+
+from absl import logging
+
+from logreg_tf.errors import UserError, WorkerError
+
+STRATEGIES = ("one_device", "mirrored", "multi_worker")
+JOBS = ("chief", "worker")  # the TF_CONFIG jobs that train
+
+
+@dataclasses.dataclass(frozen=True)
+class Cluster:
+  """TF_CONFIG, checked: the training tasks' addresses and this task."""
+
+  tasks: Tuple[Tuple[str, str], ...]  # (name, "host:port"), chief first
+  index: int  # this task's position in `tasks`
+
+  @property
+  def name(self) -> str:
+    return self.tasks[self.index][0]
+
+  @property
+  def peers(self) -> List[Tuple[str, str]]:
+    return [t for i, t in enumerate(self.tasks) if i != self.index]
+
+
+def read_tf_config(text: Optional[str]) -> Cluster:
+  """The cluster TF_CONFIG describes; UserError naming what is wrong."""
+  example = ('e.g. {"cluster": {"worker": ["host1:2222", "host2:2222"]}, '
+             '"task": {"type": "worker", "index": 0}}')
+  if not text or not text.strip():
+    raise UserError("--strategy=multi_worker needs the TF_CONFIG environment "
+                    f"variable ({example}); scripts/launch_local.py sets it "
+                    "for workers on this machine")
+  try:
+    spec = json.loads(text)
+    cluster, task = spec["cluster"], spec["task"]
+    kind, index = task["type"], task["index"]
+  except (ValueError, KeyError, TypeError) as e:
+    raise UserError(f"TF_CONFIG is not valid ({type(e).__name__}: {e}); "
+                    f"expected JSON with cluster and task, {example}") from e
+  tasks = []
+  for job in JOBS:
+    addresses = cluster.get(job) or []
+    if job == "chief" and len(addresses) > 1:
+      raise UserError(f"TF_CONFIG has {len(addresses)} chief tasks; at most "
+                      "one")
+    for i, address in enumerate(addresses):
+      host, _, port = str(address).rpartition(":")
+      if not host or not port.isdigit():
+        raise UserError(f"TF_CONFIG's {job} {i} address {address!r} is not "
+                        "host:port")
+      tasks.append((f"{job} {i}", str(address)))
+  unknown = sorted(set(cluster) - set(JOBS))
+  if unknown:
+    raise UserError(f"TF_CONFIG's cluster has jobs {', '.join(unknown)}; "
+                    "this trainer runs chief and worker tasks only")
+  names = [name for name, _ in tasks]
+  if f"{kind} {index}" not in names:
+    raise UserError(f"TF_CONFIG's task {kind} {index} is not in its cluster "
+                    f"({', '.join(names) or 'empty'})")
+  return Cluster(tuple(tasks), names.index(f"{kind} {index}"))
+
+
+def unreachable(tasks, timeout: float = 2.0) -> List[str]:
+  """The tasks whose address takes no TCP connection, with the reason."""
+  lost = []
+  for name, address in tasks:
+    host, _, port = address.rpartition(":")
+    try:
+      socket.create_connection((host.strip("[]"), int(port)), timeout).close()
+    except OSError as e:
+      lost.append(f"{name} at {address} ({e.strerror or e})")
+  return lost
+
+
+@dataclasses.dataclass
+class Placement:
+  """The strategy a run uses (None: one device) and this process's role."""
+
+  name: str
+  strategy: object = None
+  cluster: Optional[Cluster] = None
+
+  @property
+  def num_workers(self) -> int:
+    return len(self.cluster.tasks) if self.cluster else 1
+
+  @property
+  def is_chief(self) -> bool:
+    return self.cluster is None or self.cluster.index == 0
+
+  @property
+  def worker(self) -> str:
+    return self.cluster.name if self.cluster else "the only worker"
+
+  def lost_worker(self, error: Exception, epoch: int,
+                  checkpoint: Optional[str]) -> WorkerError:
+    """The one line for a collective that failed: which peers are gone."""
+    gone = unreachable(self.cluster.peers) if self.cluster else []
+    who = ("lost " + ", ".join(gone) if gone else
+           f"a worker failed ({type(error).__name__}: "
+           f"{str(error).strip().splitlines()[0][:200]})")
+    return WorkerError(
+        f"{self.worker}: {who} during epoch {epoch}; last good checkpoint: "
+        f"{checkpoint or 'none'}; start every worker again to resume")
+
+
+class _QuietCollectives:
+  """Drops tf.distribute's INFO line at every trace of an all-reduce."""
+
+  def filter(self, record) -> bool:
+    return not str(record.msg).startswith("Collective all_reduce tensors")
+
+
+def _quiet_collectives() -> None:
+  import logging as std_logging
+  std_logging.getLogger("tensorflow").addFilter(_QuietCollectives())
+
+
+def _configure_cpu_devices(count: int) -> None:
+  import tensorflow as tf
+  cpu = tf.config.list_physical_devices("CPU")[0]
+  tf.config.set_logical_device_configuration(
+      cpu, [tf.config.LogicalDeviceConfiguration()] * count)
+
+
+def _configure_coordination(cluster: Cluster, timeout: float) -> None:
+  """Bounds how long a worker waits for the others to join, and how long a
+  silent one is taken for alive: MultiWorkerMirroredStrategy's own defaults
+  wait without end. TensorFlow has no public call for these; the strategy
+  keeps a service configured before it is made."""
+  from tensorflow.compiler.xla.tsl.protobuf import coordination_config_pb2
+  from tensorflow.python.eager import context
+  jobs = {}
+  for name, _ in cluster.tasks:
+    job = name.split()[0]
+    jobs[job] = jobs.get(job, 0) + 1
+  leader = "chief" if "chief" in jobs else "worker"
+  ms = int(timeout * 1000)
+  context.context().configure_coordination_service(
+      service_type="standalone",
+      service_leader=f"/job:{leader}/replica:0/task:0",
+      cluster_register_timeout_in_ms=ms, heartbeat_timeout_in_ms=ms,
+      shutdown_barrier_timeout_in_ms=3 * ms,
+      coordinated_jobs=[coordination_config_pb2.CoordinatedJob(
+          name=job, num_tasks=n) for job, n in jobs.items()])
+
+
+def _formed_or_error(cluster: Cluster, timeout: float, error=None):
+  """WorkerError for a cluster that did not form, naming who is missing."""
+  gone = unreachable(cluster.peers)
+  reason = ("no answer from " + ", ".join(gone) if gone else
+            type(error).__name__ if error else "no answer")
+  return WorkerError(
+      f"{cluster.name}: the cluster did not form within {timeout:g} s: "
+      f"{reason}; check TF_CONFIG's addresses and start every worker "
+      "(--worker_timeout waits longer)")
+
+
+def _wait_for_peers(cluster: Cluster, timeout: float) -> None:
+  """On the first task, which hosts the cluster's coordination service:
+  waits until every other task listens. TensorFlow's service would wait for
+  a missing one without end (holding the interpreter), where the other
+  tasks give up after the registration timeout with an error."""
+  deadline = time.monotonic() + timeout
+  while unreachable(cluster.peers, timeout=1.0):
+    if time.monotonic() > deadline:
+      raise _formed_or_error(cluster, timeout)
+    time.sleep(0.2)
+
+
+def place(name: str, cpu_devices: Optional[int] = None,
+          timeout: float = 20.0, tf_config: Optional[str] = None
+          ) -> Placement:
+  """Makes the strategy; call before TensorFlow runs its first op.
+
+  `tf_config` defaults to the TF_CONFIG environment variable. Raises
+  UserError for a bad TF_CONFIG and WorkerError when the cluster does not
+  form within `timeout` seconds.
+  """
+  if name not in STRATEGIES:
+    raise UserError(f"--strategy={name}: expected one of "
+                    f"{', '.join(STRATEGIES)}")
+  if cpu_devices is not None and name != "mirrored":
+    raise UserError(f"--cpu_devices={cpu_devices} splits the CPU for "
+                    f"--strategy=mirrored; --strategy={name} does not use it")
+  if name == "one_device":
+    return Placement(name)
+  import tensorflow as tf
+  _quiet_collectives()
+  if name == "mirrored":
+    if cpu_devices is not None:
+      _configure_cpu_devices(cpu_devices)
+    gpus = tf.config.list_logical_devices("GPU")
+    devices = ([d.name for d in gpus] if gpus and cpu_devices is None else
+               [d.name for d in tf.config.list_logical_devices("CPU")])
+    strategy = tf.distribute.MirroredStrategy(devices)
+    logging.info("mirrored over %d devices: %s", len(devices),
+                 ", ".join(devices))
+    return Placement(name, strategy)
+  if tf_config is None:
+    tf_config = os.environ.get("TF_CONFIG")
+  cluster = read_tf_config(tf_config)
+  _configure_coordination(cluster, timeout)
+  options = tf.distribute.experimental.CommunicationOptions(
+      implementation=tf.distribute.experimental.CommunicationImplementation
+      .RING)
+  if cluster.index == 0:
+    _wait_for_peers(cluster, timeout)
+  try:
+    strategy = tf.distribute.MultiWorkerMirroredStrategy(
+        communication_options=options)
+  except (tf.errors.DeadlineExceededError, tf.errors.UnavailableError,
+          tf.errors.AbortedError, tf.errors.InternalError) as e:
+    raise _formed_or_error(cluster, timeout, e) from e
+  logging.info("multi_worker: %s of %d (%s), %d replicas in all",
+               cluster.name, len(cluster.tasks),
+               ", ".join(f"{n} {a}" for n, a in cluster.tasks),
+               strategy.num_replicas_in_sync)
+  return Placement(name, strategy, cluster)

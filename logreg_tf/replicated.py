@@ -1,0 +1,252 @@
+"""The train and eval steps over the replicas of a tf.distribute strategy.
+
+The same math as steps.Steps: each global batch holds exactly the examples
+the one-device run puts in it, in the same seeded order, the last partial
+batch kept. The trainer cuts each global batch of b rows into one
+contiguous shard per replica (`shard_bounds`); replica r computes the sums of
+its rows' loss and gradient, divides them by b (the global batch, not its own
+share), and the replicas' parts are summed: the gradient is sum / b whatever
+the shards' sizes, and the L2 term is added once, by replica 0. Keras's SGD
+sums the parts across replicas (its all-reduce) and applies the update on
+every replica.
+
+Input: in full-batch mode each replica's shard of the training and test
+sets is cut once and placed on its device. In mini-batch mode each worker's
+tf.data pipeline gathers, per step, only its own replicas' rows of the
+global batch, from the shuffled order that (seed, epoch) fixes, and
+tf.distribute feeds each element to its replica's device.
+"""
+
+import math
+from typing import List, Tuple
+
+from absl import logging
+import numpy as np
+import tensorflow as tf
+
+from logreg_tf.model import l2_penalty
+from logreg_tf.steps import EpochResult, EvalResult, gradient_sums, row_blocks
+
+SUM = tf.distribute.ReduceOp.SUM
+
+
+def shard_bounds(rows: int, replicas: int) -> List[Tuple[int, int]]:
+  """[start, end) of each replica's contiguous share of `rows` rows; shares
+  differ by at most one row (some are empty when rows < replicas)."""
+  return [(r * rows // replicas, (r + 1) * rows // replicas)
+          for r in range(replicas)]
+
+
+def _first_result(strategy, value):
+  """A value every replica holds equally (all-reduced), as one tensor."""
+  return tf.nest.map_structure(
+      lambda v: strategy.experimental_local_results(v)[0], value)
+
+
+class ReplicatedSteps:
+  """steps.Steps' interface (train_epoch, train_epoch_and_eval, eval_step)
+  over a strategy's replicas, plus the collectives a cluster agrees by."""
+
+  def __init__(self, strategy, model, head, optimizer, *, l2: float,
+               batch_size, seed: int, block_rows=None):
+    self.strategy = strategy
+    self.model, self.head, self.optimizer = model, head, optimizer
+    self.l2, self.batch_size, self.seed = float(l2), batch_size, int(seed)
+    self.block_rows = block_rows
+    with strategy.scope():
+      optimizer.build(model.trainable_variables)
+    self.replicas = strategy.num_replicas_in_sync
+    if batch_size is not None and batch_size % self.replicas:
+      logging.info(
+          "--batch_size=%d does not split evenly over %d replicas: they take "
+          "%s rows of each batch; the gradient is still their sum divided "
+          "by %d, as on one device", batch_size, self.replicas,
+          "/".join(str(e - s) for s, e in shard_bounds(batch_size,
+                                                       self.replicas)),
+          batch_size)
+    self._devices = strategy.extended.worker_devices  # this worker's
+    self._shards = {}  # id(x) -> (x, per-replica x, per-replica y, 1 / n)
+    fn = lambda f: tf.function(f, autograph=False)  # noqa: E731
+    self._step = tf.function(self._distributed_step, autograph=False,
+                             reduce_retracing=True)
+    self._full_epoch = fn(self._full_batch_epoch)
+    self._eval = fn(self._distributed_eval)
+    self._full_epoch_and_eval = fn(
+        lambda xs, ys, inv_n, test: (self._full_batch_epoch(xs, ys, inv_n),
+                                     self._distributed_eval(*test)))
+    self._sum = fn(self._sum_over_replicas)
+    self._broadcast = fn(self._broadcast_from_first)
+
+  # Placement of the data.
+
+  def _local(self, replica_id: int) -> int:
+    """The position among this worker's devices of a global replica id."""
+    return replica_id % len(self._devices)
+
+  def _placed(self, x, y):
+    """The per-replica shards of (x, y), cut and placed once."""
+    key = id(x)
+    if key not in self._shards:
+      n = int(x.shape[0])
+      bounds = shard_bounds(n, self.replicas)
+
+      def shard(t):
+        def value(ctx):
+          start, end = bounds[ctx.replica_id_in_sync_group]
+          with tf.device(self._devices[self._local(
+              ctx.replica_id_in_sync_group)]):
+            return tf.identity(t[start:end])
+        return self.strategy.experimental_distribute_values_from_function(
+            value)
+
+      self._shards[key] = (x, shard(x), shard(y),
+                           1.0 / tf.cast(n, x.dtype))
+    _, xs, ys, inv_n = self._shards[key]
+    return xs, ys, inv_n
+
+  def _batches(self, x, y, epoch: int):
+    """This worker's rows of each global batch of an epoch, one element
+    per local replica and step (tf.distribute hands consecutive elements to
+    consecutive local replicas)."""
+    n, b, replicas = int(x.shape[0]), self.batch_size, self.replicas
+    order = tf.random.experimental.stateless_shuffle(
+        tf.range(n), seed=tf.constant([self.seed, epoch], tf.int64))
+
+    def dataset_fn(ctx: tf.distribute.InputContext):
+      local = ctx.num_replicas_in_sync // ctx.num_input_pipelines
+      first = ctx.input_pipeline_id * local
+
+      def rows(step, r):
+        start = step * b
+        size = tf.minimum(tf.constant(b, tf.int64), n - start)
+        g = first + r
+        idx = order[start + g * size // replicas:
+                    start + (g + 1) * size // replicas]
+        return tf.gather(x, idx), tf.gather(y, idx)
+
+      steps = tf.data.Dataset.range(math.ceil(n / b))
+      return steps.flat_map(lambda step: tf.data.Dataset.range(local).map(
+          lambda r: rows(step, r))).prefetch(2 * local)
+
+    return self.strategy.distribute_datasets_from_function(dataset_fn)
+
+  # The steps.
+
+  def _replica_step(self, x, y, inv_b):
+    """On one replica: its part of the gradient (its sums / b, L2 on
+    replica 0), summed across replicas by the optimizer, and the global
+    objective before the update."""
+    ctx = tf.distribute.get_replica_context()
+    sums = gradient_sums(self.model, self.head,
+                         row_blocks(x, y, self.block_rows))
+    loss = ctx.all_reduce(SUM, sums.loss) * inv_b
+    grad_kernel = tf.transpose(sums.kernel) * inv_b
+    if self.l2:
+      loss += l2_penalty(self.model, self.l2)
+      first = tf.cast(tf.equal(ctx.replica_id_in_sync_group, 0), x.dtype)
+      grad_kernel += first * self.l2 * tf.convert_to_tensor(self.model.kernel)
+    grads = [grad_kernel]
+    if self.model.bias is not None:
+      grads.append(sums.bias * inv_b)
+    self.optimizer.apply(grads, self.model.trainable_variables)
+    return loss
+
+  def _distributed_step(self, xs, ys, inv_b):
+    return _first_result(self.strategy, self.strategy.run(
+        self._replica_step, args=(xs, ys, inv_b)))
+
+  def _weights_finite(self):
+    ok = tf.constant(True)
+    for v in self.model.trainable_variables:
+      ok = tf.logical_and(ok, tf.reduce_all(tf.math.is_finite(v)))
+    return ok
+
+  def _full_batch_epoch(self, xs, ys, inv_n) -> EpochResult:
+    loss = self._distributed_step(xs, ys, inv_n)
+    ok = tf.logical_and(tf.math.is_finite(loss), self._weights_finite())
+    return EpochResult(loss, tf.constant(1), ok)
+
+  def _minibatch_epoch(self, x, y, epoch: int) -> EpochResult:
+    """One step per global batch; stops after a non-finite loss, as the
+    one-device loop does."""
+    n, b = int(x.shape[0]), self.batch_size
+    total, taken = np.float32(0), 0
+    for step, (xs, ys) in enumerate(self._batches(x, y, epoch)):
+      size = min(b, n - step * b)
+      loss = self._step(xs, ys, 1.0 / tf.constant(size, x.dtype))
+      total += np.float32(loss.numpy()) * np.float32(size)
+      taken += 1
+      if not math.isfinite(total):
+        break
+    ok = bool(math.isfinite(total)) and bool(self._weights_finite())
+    return EpochResult(tf.constant(total / np.float32(n)), tf.constant(taken),
+                       tf.constant(ok))
+
+  def _replica_eval(self, x, y):
+    loss_sum, correct = self.head.metrics(self.model(x), y)
+    return tf.distribute.get_replica_context().all_reduce(
+        SUM, [tf.cast(loss_sum, tf.float64), tf.cast(correct, tf.float64)])
+
+  def _distributed_eval(self, xs, ys, inv_n) -> EvalResult:
+    loss_sum, correct = _first_result(self.strategy, self.strategy.run(
+        self._replica_eval, args=(xs, ys)))
+    return EvalResult(tf.cast(loss_sum, inv_n.dtype) * inv_n,
+                      tf.cast(correct, tf.int64))
+
+  # steps.Steps' interface: (x, y) are the whole split; each worker uses
+  # only its replicas' shards of it.
+
+  def train_epoch(self, x, y, epoch) -> EpochResult:
+    if self.batch_size is None:
+      return self._full_epoch(*self._placed(x, y))
+    return self._minibatch_epoch(x, y, int(epoch))
+
+  def eval_step(self, x, y) -> EvalResult:
+    return self._eval(*self._placed(x, y))
+
+  def train_epoch_and_eval(self, x, y, epoch, x_test, y_test):
+    if self.batch_size is None:
+      return self._full_epoch_and_eval(*self._placed(x, y),
+                                       self._placed(x_test, y_test))
+    return (self._minibatch_epoch(x, y, int(epoch)),
+            self.eval_step(x_test, y_test))
+
+  # What a cluster agrees by.
+
+  def _sum_over_replicas(self, value):
+    # tf.identity puts the input on the replica's device, which the
+    # all-reduce takes for its destination.
+    return _first_result(self.strategy, self.strategy.run(
+        lambda v: tf.distribute.get_replica_context().all_reduce(
+            SUM, tf.identity(v)), args=(value,)))
+
+  def agree(self, flag: bool) -> bool:
+    """True on every worker when any worker passes True."""
+    return float(self._sum(tf.constant(float(flag), tf.float64))) > 0
+
+  def same_everywhere(self, number: int) -> bool:
+    """Whether every replica passed the same integer (< 2**40)."""
+    number %= 2 ** 40
+    total = float(self._sum(tf.constant(float(number), tf.float64)))
+    return total == float(number) * self.replicas
+
+  def _broadcast_from_first(self, values):
+    def replica_fn(values):
+      ctx = tf.distribute.get_replica_context()
+      first = tf.equal(ctx.replica_id_in_sync_group, 0)
+      # x + 0 + ... + 0 is x to the bit: the sum is a broadcast.
+      return ctx.all_reduce(SUM, [tf.where(first, v, tf.zeros_like(v))
+                                  for v in values])
+    return _first_result(self.strategy,
+                         self.strategy.run(replica_fn, args=(values,)))
+
+  def broadcast(self, variables) -> None:
+    """Sets every worker's `variables` to replica 0's (the chief's) values:
+    a resumed checkpoint, which only the chief reads."""
+    values = [tf.convert_to_tensor(v) for v in variables]
+    # One dtype for one all-reduce; float64 holds every int64 step count
+    # below 2**53 and every float32 exactly.
+    wide = [tf.cast(v, tf.float64) for v in values]
+    for variable, value, out in zip(variables, values,
+                                    self._broadcast(wide)):
+      variable.assign(tf.cast(out, value.dtype))

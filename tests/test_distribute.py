@@ -1,0 +1,283 @@
+"""tf.distribute: mirrored devices and workers give the one-device numbers,
+only the chief writes, and a cluster survives stops and lost workers.
+
+The mirrored runs use 2 logical CPU devices and the multi-worker runs 2
+worker processes on 127.0.0.1 (scripts/launch_local.py), each in its own
+process: a process's devices are fixed once TensorFlow starts.
+"""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from conftest import REPO, make_idx_dir
+from helpers import (assert_same_run, error_lines, final_state, run_cli,
+                     run_launcher, start_launcher, wait_for, worker_pids)
+from logreg_tf import distribute
+from logreg_tf.errors import UserError
+from logreg_tf.replicated import shard_bounds
+
+sys.path.insert(0, os.path.join(REPO, "scripts"))
+import launch_local  # noqa: E402
+
+# Full batch and mini-batch, softmax and sigmoid. 999 training rows: every
+# full batch splits 499/500 over 2 replicas; batch 100 leaves a last batch
+# of 99, and batch 37 over the 200 rows of classes 3 and 8 a last one of 15
+# (7/8 rows).
+CASES = {
+    "softmax-full": [],
+    "softmax-mini": ["--batch_size=100"],
+    "sigmoid-full": ["--classes=3,8"],
+    "sigmoid-mini": ["--classes=3,8", "--batch_size=37"],
+}
+
+
+@pytest.fixture(scope="module")
+def idx(tmp_path_factory):
+  return make_idx_dir(tmp_path_factory.mktemp("idx"), n_train=999,
+                      n_test=101)[0]
+
+
+def _flags(idx, model_dir, case, *extra):
+  return [f"--idx_dir={idx}", f"--model_dir={model_dir}", "--cache_dir=",
+          "--num_epochs=4", "--learning_rate=0.05", "--l2=0.01",
+          "--init=normal", *CASES[case], *extra]
+
+
+@pytest.fixture(scope="module")
+def one_device(idx, tmp_path_factory):
+  """The one-device run of each case (made once, on first use)."""
+  runs = {}
+
+  def get(case):
+    if case not in runs:
+      model_dir = tmp_path_factory.mktemp(f"one-{case}")
+      result = run_cli(*_flags(idx, model_dir, case))
+      assert result.returncode == 0, result.stderr[-2000:]
+      runs[case] = model_dir
+    return runs[case]
+  return get
+
+
+def assert_matches(reference_dir, model_dir):
+  """Weights to 1e-6, the same step count, accuracy and (to 1e-6) loss."""
+  (ref_w, ref_json), (w, run_json) = (final_state(reference_dir),
+                                      final_state(model_dir))
+  assert sorted(ref_w) == sorted(w) and w
+  for key in ref_w:
+    np.testing.assert_allclose(w[key], ref_w[key], rtol=0, atol=1e-6,
+                               err_msg=key)
+  ref_m, m = ref_json["final_metrics"], run_json["final_metrics"]
+  assert m["epoch"] == ref_m["epoch"]
+  assert m["test_accuracy"] == ref_m["test_accuracy"]
+  for key in ("train_loss", "test_loss"):
+    assert m[key] == pytest.approx(ref_m[key], rel=1e-6, abs=1e-6), key
+
+
+def test_shards_cover_each_batch_once_in_order():
+  for rows in (0, 1, 7, 99, 500):
+    for replicas in (1, 2, 3, 8):
+      bounds = shard_bounds(rows, replicas)
+      assert bounds[0][0] == 0 and bounds[-1][1] == rows
+      assert all(a[1] == b[0] for a, b in zip(bounds, bounds[1:]))
+      sizes = [end - start for start, end in bounds]
+      assert max(sizes) - min(sizes) <= 1
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_mirrored_on_two_cpu_devices_equals_one_device(idx, one_device,
+                                                       tmp_path, case):
+  result = run_cli(*_flags(idx, tmp_path, case), "--strategy=mirrored",
+                   "--cpu_devices=2")
+  assert result.returncode == 0, result.stderr[-2000:]
+  assert "mirrored over 2 devices" in result.stderr
+  assert_matches(one_device(case), tmp_path)
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_two_workers_equal_one_device(idx, one_device, tmp_path, case):
+  result = run_launcher(*_flags(idx, tmp_path, case))
+  assert result.returncode == 0, result.stdout[-3000:]
+  assert_matches(one_device(case), tmp_path)
+  # Only the chief wrote: one event file, its run.json, nothing else.
+  events = [f for f in os.listdir(tmp_path) if f.startswith("events.")]
+  assert len(events) == 1
+  assert sorted(os.listdir(tmp_path)) == sorted(
+      ["checkpoints", "figures", "run.json", ".lock"] + events)
+  assert "worker 0 of 2" in result.stdout
+  # The chief logs the epochs; worker 1 only its start and its end.
+  assert "[w0]" in result.stdout and " epoch 4/4 " in result.stdout
+  assert not [l for l in result.stdout.splitlines()
+              if l.startswith("[w1]") and " epoch " in l]
+
+
+def test_uneven_batches_are_named_in_the_log(idx, tmp_path):
+  result = run_cli(*_flags(idx, tmp_path, "sigmoid-mini"),
+                   "--strategy=mirrored", "--cpu_devices=2")
+  assert result.returncode == 0, result.stderr[-2000:]
+  assert ("--batch_size=37 does not split evenly over 2 replicas: they take"
+          " 18/19 rows") in result.stderr
+
+
+def _long_flags(idx, model_dir, epochs=400):
+  return [f"--idx_dir={idx}", f"--model_dir={model_dir}", "--cache_dir=",
+          f"--num_epochs={epochs}", "--checkpoint_every=20",
+          "--learning_rate=0.05", "--init=normal"]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(idx, tmp_path_factory):
+  model_dir = tmp_path_factory.mktemp("uninterrupted")
+  result = run_launcher(*_long_flags(idx, model_dir))
+  assert result.returncode == 0, result.stdout[-3000:]
+  return model_dir
+
+
+def _saved(log, epoch):
+  with open(log) as f:
+    return f"ckpt-{epoch}\n" in f.read()
+
+
+@pytest.mark.parametrize("how", ["SIGTERM to the launcher",
+                                 "SIGKILL to every worker"])
+def test_stopped_workers_resume_bitwise(idx, uninterrupted, tmp_path, how):
+  model_dir, log = tmp_path / "run", tmp_path / "launch.log"
+  proc = start_launcher(log, *_long_flags(idx, model_dir))
+  wait_for(lambda: _saved(log, 40), proc, "ckpt-40")
+  if how.startswith("SIGTERM"):
+    proc.send_signal(signal.SIGTERM)
+  else:
+    for pid in worker_pids(log):
+      os.kill(pid, signal.SIGKILL)
+  proc.wait(timeout=60)
+  text = log.read_text()
+  assert not _saved(log, 400), "stopped too late to test anything"
+  if how.startswith("SIGTERM"):
+    # Both stopped after the same epoch, the chief saving it.
+    assert proc.returncode == 128 + signal.SIGTERM, text[-3000:]
+    assert "exit codes [143, 143]" in text
+    stopped = [l for l in text.splitlines() if "stopped by SIGTERM" in l]
+    assert len(stopped) == 2 and "ckpt-" in stopped[0] + stopped[1]
+  else:
+    assert "exit codes [-9, -9]" in text
+  again = run_launcher(*_long_flags(idx, model_dir))
+  assert again.returncode == 0, again.stdout[-3000:]
+  assert "resuming from" in again.stdout
+  assert_same_run(uninterrupted, model_dir)
+
+
+@pytest.mark.parametrize("lost", [1, 0])
+def test_a_lost_worker_stops_the_other_within_a_minute(idx, tmp_path, lost):
+  model_dir, log = tmp_path / "run", tmp_path / "launch.log"
+  proc = start_launcher(log, *_long_flags(idx, model_dir, epochs=10 ** 6))
+  wait_for(lambda: _saved(log, 40), proc, "ckpt-40")
+  killed = time.monotonic()
+  os.kill(worker_pids(log)[lost], signal.SIGKILL)
+  proc.wait(timeout=90)
+  elapsed = time.monotonic() - killed
+  text = log.read_text()
+  assert elapsed < 60, text[-3000:]
+  survivor = 1 - lost
+  lines = [l for l in text.splitlines()
+           if l.startswith(f"[w{survivor}] logreg-train: error:")]
+  assert len(lines) == 1, text[-3000:]
+  assert f"worker {survivor}: lost worker {lost} at 127.0.0.1:" in lines[0]
+  assert "last good checkpoint: " in lines[0] and "/ckpt-" in lines[0]
+  codes = [5, -9] if lost == 1 else [-9, 5]
+  assert f"exit codes {codes}" in text
+  assert proc.returncode == 128 + signal.SIGKILL
+  # Started again, the workers resume from the chief's checkpoint.
+  with open(model_dir / "run.json") as f:
+    status = json.load(f)["status"]
+  assert status in ("worker lost", "running")
+  again = run_launcher(*_long_flags(idx, model_dir, epochs=60))
+  assert again.returncode == 0, again.stdout[-3000:]
+  assert "resuming from" in again.stdout
+
+
+def _free_port():
+  with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    return s.getsockname()[1]
+
+
+@pytest.mark.parametrize("index", [0, 1])
+def test_a_worker_that_cannot_reach_the_others_fails_in_a_minute(
+    idx, tmp_path, index):
+  addresses = [f"127.0.0.1:{_free_port()}" for _ in range(2)]
+  started = time.monotonic()
+  result = run_cli(*_long_flags(idx, tmp_path / "run"),
+                   "--strategy=multi_worker", "--worker_timeout=5",
+                   env={"TF_CONFIG": launch_local.tf_config(addresses,
+                                                           index)})
+  assert time.monotonic() - started < 60
+  assert result.returncode == 5, result.stderr[-2000:]
+  lines = error_lines(result.stderr)
+  assert len(lines) == 1, result.stderr[-2000:]
+  other = 1 - index
+  assert (f"worker {index}: the cluster did not form within 5 s: no answer "
+          f"from worker {other} at {addresses[other]}") in lines[0]
+  assert not (tmp_path / "run").exists()
+
+
+TF_CONFIG_CASES = [
+    (None, "--strategy=multi_worker needs the TF_CONFIG environment"),
+    ("{not json", "TF_CONFIG is not valid (JSONDecodeError"),
+    ('{"cluster": {"worker": ["a:1"]}}', "TF_CONFIG is not valid (KeyError"),
+    ('{"cluster": {"worker": ["a:1"]}, "task": {"type": "worker", '
+     '"index": 2}}', "TF_CONFIG's task worker 2 is not in its cluster "
+     "(worker 0)"),
+    ('{"cluster": {"worker": ["nohost"]}, "task": {"type": "worker", '
+     '"index": 0}}', "TF_CONFIG's worker 0 address 'nohost' is not host:port"),
+    ('{"cluster": {"worker": ["a:1"], "ps": ["b:2"]}, "task": {"type": '
+     '"worker", "index": 0}}', "TF_CONFIG's cluster has jobs ps"),
+]
+
+
+@pytest.mark.parametrize("text,quoted", TF_CONFIG_CASES)
+def test_bad_tf_config_is_one_line(text, quoted):
+  with pytest.raises(UserError, match=None) as e:
+    distribute.read_tf_config(text)
+  assert quoted in str(e.value)
+
+
+def test_bad_tf_config_from_the_command_line(tmp_path):
+  result = run_cli("--strategy=multi_worker", f"--model_dir={tmp_path}/out",
+                   env={"TF_CONFIG": "[]"})
+  assert result.returncode == 1
+  lines = error_lines(result.stderr)
+  assert len(lines) == 1 and "TF_CONFIG is not valid" in lines[0]
+  assert not (tmp_path / "out").exists()
+
+
+def test_chief_task_comes_first():
+  cluster = distribute.read_tf_config(json.dumps({
+      "cluster": {"worker": ["w0:1", "w1:1"], "chief": ["c:1"]},
+      "task": {"type": "worker", "index": 1}}))
+  assert [name for name, _ in cluster.tasks] == ["chief 0", "worker 0",
+                                                 "worker 1"]
+  assert cluster.name == "worker 1" and cluster.index == 2
+
+
+def test_the_launcher_exits_with_the_worst_status():
+  assert launch_local.exit_status([0, 0]) == 0
+  assert launch_local.exit_status([0, 5]) == 5
+  assert launch_local.exit_status([5, -9]) == 137
+  assert launch_local.exit_status([143, 143]) == 143
+
+
+def test_the_launcher_gives_each_worker_its_own_port():
+  ports = launch_local.free_ports(4)
+  assert len(set(ports)) == 4
+  config = json.loads(launch_local.tf_config(["127.0.0.1:1", "127.0.0.1:2"],
+                                             1))
+  assert config["task"] == {"type": "worker", "index": 1}
+  assert subprocess.run([sys.executable, launch_local.__file__, "--help"],
+                        capture_output=True, check=False).returncode == 0
