@@ -1,14 +1,11 @@
 """train_and_evaluate: load data, build the model, run the train/eval loop."""
 
 import contextlib
-import dataclasses
 import functools
-import json
 import math
 import os
 import signal
 from typing import Dict, Optional
-import zlib
 
 from absl import logging
 import tensorflow as tf
@@ -16,14 +13,14 @@ import tensorflow as tf
 from logreg_tf import blocks, checkpoints, data, durable, insight
 from logreg_tf.config import RunConfig, Storage
 from logreg_tf.distribute import Placement
-from logreg_tf.errors import (DivergenceError, StorageError, UserError,
-                              WorkerError)
+from logreg_tf.errors import DivergenceError, StorageError, WorkerError
 from logreg_tf.interrupts import Interrupted, StopRequest
 from logreg_tf.model import head_for, linear_model, num_outputs
 from logreg_tf.replicated import ReplicatedSteps
 from logreg_tf.runinfo import RunInfo, describe
 from logreg_tf.steps import EvalResult, Steps, sgd
 from logreg_tf.summaries import Reporter, drop_after
+from logreg_tf.together import Together
 from logreg_tf.workdir import ModelDir
 
 
@@ -103,22 +100,21 @@ class Run:
   """One invocation's state: data tensors, steps, outputs.
 
   In a cluster of workers (`placement`), every worker runs the same epochs
-  and collectives; the chief alone has `ckpt`, events and figures, and the
-  workers agree after each epoch on whether a stop was asked of any of them.
+  and collectives (together.py); the chief alone has `ckpt`, events and
+  figures.
   """
 
   def __init__(self, config, storage, tensors, steps, stop,
                placement: Optional[Placement] = None):
     self.config, self.storage, self.steps = config, storage, steps
     self.tensors, self.stop = tensors, stop
-    self.cluster = (placement if placement and placement.num_workers > 1
-                    else None)
-    chief = placement is None or placement.is_chief
-    self.reporter = Reporter(None, config.num_epochs,
-                             logging.info if chief else logging.debug)
     self.ckpt = None
     self.draw = None  # draw(epoch): the figures, when there is a model_dir
     self.train_loss = tf.Variable(float("nan"), trainable=False)
+    self.together = Together(placement, steps, storage.model_dir,
+                             lambda: self.ckpt)
+    self.reporter = Reporter(None, config.num_epochs, logging.info
+                             if self.together.is_chief else logging.debug)
 
   def log(self, epoch: int, metrics: Optional[Dict[str, float]] = None):
     """The display step's line and scalars; without `metrics`, a report of
@@ -132,50 +128,6 @@ class Run:
                **metrics}
     self.reporter.report(epoch, metrics, events=events)
     return metrics
-
-  def _stop_asked(self) -> bool:
-    """A stop signal here, or (in a cluster) at any worker."""
-    asked = self.stop is not None and self.stop.signum is not None
-    return self.steps.agree(asked) if self.cluster else asked
-
-  @contextlib.contextmanager
-  def collectives(self, epoch: int):
-    """In a cluster, a failed collective becomes WorkerError naming the
-    lost worker and the last good checkpoint."""
-    try:
-      yield
-    except tf.errors.OpError as e:
-      if self.cluster is None:
-        raise
-      raise self.cluster.lost_worker(e, epoch, self._last_checkpoint()) from e
-
-  def _last_checkpoint(self) -> Optional[str]:
-    """The chief's newest checkpoint: its own record, or (elsewhere) what
-    --model_dir shows when this worker can read it."""
-    if self.ckpt:
-      try:
-        self.ckpt.wait()
-      except StorageError as e:
-        logging.warning("%s", e)
-      return self.ckpt.latest
-    if self.storage.model_dir:
-      try:
-        return tf.train.latest_checkpoint(
-            ModelDir(self.storage.model_dir).checkpoints)
-      except (tf.errors.OpError, OSError):
-        pass
-    return None
-
-  def sync(self, start: int) -> int:
-    """In a cluster: every worker takes the chief's state (the checkpoint
-    it resumed, or its fresh start); returns the epoch to start after."""
-    if self.cluster is None:
-      return start
-    epoch = tf.Variable(start, dtype=tf.int64, trainable=False)
-    with self.collectives(start):
-      self.steps.broadcast(self.steps.model.trainable_variables + [
-          self.steps.optimizer.iterations, self.train_loss, epoch])
-    return int(epoch.numpy())
 
   def _figures_due(self, epoch: int) -> bool:
     """At the last epoch, and every `figure_every` displayed epochs."""
@@ -192,9 +144,10 @@ class Run:
     metrics = {}
     for epoch in range(start + 1, c.num_epochs + 1):
       display = c.is_display_epoch(epoch)
-      with self.collectives(epoch):
+      with self.together.failures(epoch):
         result, test = run_epoch(self.steps, self.tensors, epoch, display)
-        stopping = self._stop_asked()
+        stopping = self.together.stop_asked(
+            self.stop is not None and self.stop.signum is not None)
       if not result.finite:
         if self.ckpt:
           self.ckpt.wait()  # the error names the last checkpoint on disk
@@ -215,8 +168,7 @@ class Run:
           self.ckpt.wait()
         signum = (self.stop and self.stop.signum) or signal.SIGTERM
         raise Interrupted(signum, self.ckpt.latest if self.ckpt else
-                          None if self.cluster is None else
-                          "nothing here (the chief saves)")
+                          self.together.saved_elsewhere)
     if self.ckpt:
       self.ckpt.wait()
     return metrics
@@ -249,7 +201,7 @@ def _run_in(model_dir: ModelDir, run: Run, info, record) -> Dict[str, float]:
   run.ckpt = checkpoints.Checkpointer(model_dir, steps.model, steps.optimizer,
                                       spec, run.storage.keep_checkpoints)
   run.ckpt.track(train_loss=run.train_loss)
-  start = run.sync(run.ckpt.restore())
+  start = run.together.sync(run.ckpt.restore(), run.train_loss)
   try:
     drop_after(model_dir.event_files(), start)
   except (tf.errors.OpError, OSError) as e:
@@ -280,20 +232,6 @@ def _run_in(model_dir: ModelDir, run: Run, info, record) -> Dict[str, float]:
   return metrics
 
 
-def _check_same_run(run: Run, info, num_train: int) -> None:
-  """Every worker of a cluster must run the same config on the same data:
-  they would otherwise wait for each other's collectives in vain."""
-  what = json.dumps([dataclasses.asdict(run.config), info.name,
-                     list(info.image_shape), list(info.class_names),
-                     num_train, int(run.tensors[3].shape[0])], sort_keys=True)
-  with run.collectives(0):
-    same = run.steps.same_everywhere(zlib.crc32(what.encode()))
-  if not same:
-    raise UserError("the workers were started with different flags or "
-                    "data (dataset, classes, splits, hyperparameters); give "
-                    "every worker the same")
-
-
 def train_and_evaluate(config: RunConfig, storage: Storage = Storage(),
                        stop: Optional[StopRequest] = None,
                        placement: Optional[Placement] = None
@@ -315,11 +253,11 @@ def train_and_evaluate(config: RunConfig, storage: Storage = Storage(),
   del dataset  # the uint8 copy is no longer needed
   run = Run(config, storage, tensors,
             build(config, info, num_train, placement), stop, placement)
-  if run.cluster:
-    _check_same_run(run, info, num_train)
-  if not storage.model_dir or (placement and not placement.is_chief):
+  run.together.check_same_run(config, info, num_train,
+                              int(tensors[3].shape[0]))
+  if not storage.model_dir or not run.together.is_chief:
     # Nothing written: no --model_dir, or a worker other than the chief.
-    return run.epochs(run.sync(0))
+    return run.epochs(run.together.sync(0, run.train_loss))
   model_dir = ModelDir(storage.model_dir)
   with model_dir.locked(storage.fresh):
     return _run_in(model_dir, run, info, record)
