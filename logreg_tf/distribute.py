@@ -107,6 +107,16 @@ class Placement:
   def is_chief(self) -> bool:
     return self.cluster is None or self.cluster.index == 0
 
+  def describe(self) -> dict:
+    """For run.json: the strategy, its replicas and the cluster."""
+    out = {"strategy": self.name,
+           "replicas": self.strategy.num_replicas_in_sync
+           if self.strategy else 1}
+    if self.cluster:
+      out["workers"] = [f"{name} {address}"
+                        for name, address in self.cluster.tasks]
+    return out
+
   @property
   def worker(self) -> str:
     return self.cluster.name if self.cluster else "the only worker"

@@ -107,7 +107,7 @@ class Run:
   def __init__(self, config, storage, tensors, steps, stop,
                placement: Optional[Placement] = None):
     self.config, self.storage, self.steps = config, storage, steps
-    self.tensors, self.stop = tensors, stop
+    self.tensors, self.stop, self.placement = tensors, stop, placement
     self.ckpt = None
     self.draw = None  # draw(epoch): the figures, when there is a model_dir
     self.train_loss = tf.Variable(float("nan"), trainable=False)
@@ -208,7 +208,8 @@ def _run_in(model_dir: ModelDir, run: Run, info, record) -> Dict[str, float]:
     raise StorageError(f"cannot rewrite TensorBoard events in "
                        f"{model_dir.events}: {e}") from e
   run_info = RunInfo(model_dir.run_json, config, run.storage, record,
-                     steps.model.kernel.value.device, start)
+                     steps.model.kernel.value.device, start,
+                     run.placement.describe() if run.placement else None)
   run.reporter = Reporter(model_dir.events, config.num_epochs)
   run.draw = lambda epoch: _draw(model_dir, run, info, epoch)
   try:

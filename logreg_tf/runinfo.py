@@ -54,7 +54,7 @@ class RunInfo:
   """Keeps run.json (at `path`, from workdir.ModelDir) current; atomic writes."""
 
   def __init__(self, path: str, config, storage, dataset: dict, device: str,
-               resumed_from_epoch: int):
+               resumed_from_epoch: int, placement: Optional[dict] = None):
     self.path = path
     self.record = {
         "status": "running",
@@ -70,6 +70,7 @@ class RunInfo:
         "dataset": dataset,
         "git_commit": _git_commit(),
         "device": device,
+        "placement": placement or {"strategy": "one_device", "replicas": 1},
         "resumed_from_epoch": resumed_from_epoch,
         "start_time": _now(),
         "end_time": None,

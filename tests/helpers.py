@@ -22,9 +22,10 @@ MOCKED_MAIN = (
 
 
 def _env(**extra):
-  """The environment of a command under test: quiet TensorFlow, and caches
-  (decoded data) kept out of $HOME."""
-  return {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3",
+  """The environment of a command under test: quiet TensorFlow, caches
+  (decoded data) kept out of $HOME, and no TF_CONFIG but the test's."""
+  env = {k: v for k, v in os.environ.items() if k != "TF_CONFIG"}
+  return {**env, "TF_CPP_MIN_LOG_LEVEL": "3",
           "XDG_CACHE_HOME": os.path.join(REPO, ".pytest_cache", "xdg"),
           **extra}
 

@@ -43,6 +43,15 @@ CASES = [
     (["--idx_dir={tmp}/nowhere"], "nowhere' is not a directory"),
     (["--idx_dir={idx}"], "train-images-idx3-ubyte[.gz] not found"),
     (["--data_dir={idx}"], "dataset 'mnist' not found"),
+    (["--strategy=gpu"], "--strategy=gpu"),
+    (["--cpu_devices=2"], "cpu_devices=2: --cpu_devices splits the CPU for "
+     "--strategy=mirrored; the chosen --strategy does not use it"),
+    (["--strategy=multi_worker", "--cpu_devices=2"],
+     "strategy=multi_worker, cpu_devices=2: --cpu_devices splits the CPU"),
+    (["--strategy=mirrored", "--cpu_devices=0"], "--cpu_devices=0"),
+    (["--worker_timeout=0"], "--worker_timeout=0.0"),
+    (["--strategy=multi_worker"], "--strategy=multi_worker needs the "
+     "TF_CONFIG environment variable"),
     (["--data_dir={idx}", "--dataset=no_such_set"],
      "dataset 'no_such_set' not found: no prepared TFDS 'no_such_set' in "
      "{idx}"),

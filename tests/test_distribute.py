@@ -99,6 +99,9 @@ def test_mirrored_on_two_cpu_devices_equals_one_device(idx, one_device,
   assert result.returncode == 0, result.stderr[-2000:]
   assert "mirrored over 2 devices" in result.stderr
   assert_matches(one_device(case), tmp_path)
+  with open(tmp_path / "run.json") as f:
+    assert json.load(f)["placement"] == {"strategy": "mirrored",
+                                         "replicas": 2}
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -112,6 +115,10 @@ def test_two_workers_equal_one_device(idx, one_device, tmp_path, case):
   assert sorted(os.listdir(tmp_path)) == sorted(
       ["checkpoints", "figures", "run.json", ".lock"] + events)
   assert "worker 0 of 2" in result.stdout
+  with open(tmp_path / "run.json") as f:
+    placement = json.load(f)["placement"]
+  assert placement["strategy"] == "multi_worker"
+  assert placement["replicas"] == 2 and len(placement["workers"]) == 2
   # The chief logs the epochs; worker 1 only its start and its end.
   assert "[w0]" in result.stdout and " epoch 4/4 " in result.stdout
   assert not [l for l in result.stdout.splitlines()
