@@ -21,7 +21,6 @@ import math
 from typing import List, Tuple
 
 from absl import logging
-import numpy as np
 import tensorflow as tf
 
 from logreg_tf.model import l2_penalty
@@ -66,10 +65,10 @@ class ReplicatedSteps:
           batch_size)
     self._devices = strategy.extended.worker_devices  # this worker's
     self._shards = {}  # id(x) -> (x, per-replica x, per-replica y, 1 / n)
+    self._input = None  # (id(x), next epoch, x, distributed iterator)
     fn = lambda f: tf.function(f, autograph=False)  # noqa: E731
-    self._step = tf.function(self._distributed_step, autograph=False,
-                             reduce_retracing=True)
     self._full_epoch = fn(self._full_batch_epoch)
+    self._loop = fn(self._steps_loop)
     self._eval = fn(self._distributed_eval)
     self._full_epoch_and_eval = fn(
         lambda xs, ys, inv_n, test: (self._full_batch_epoch(xs, ys, inv_n),
@@ -104,31 +103,48 @@ class ReplicatedSteps:
     _, xs, ys, inv_n = self._shards[key]
     return xs, ys, inv_n
 
-  def _batches(self, x, y, epoch: int):
-    """This worker's rows of each global batch of an epoch, one element
-    per local replica and step (tf.distribute hands consecutive elements to
-    consecutive local replicas)."""
+  def _batches(self, x, y, first_epoch: int):
+    """This worker's rows of each global batch, epoch after epoch from
+    `first_epoch`: one element per step and local replica (tf.distribute
+    hands consecutive elements to consecutive local replicas). One pipeline
+    for the whole run: each epoch's order is shuffled inside it, so nothing
+    is traced again at each epoch."""
     n, b, replicas = int(x.shape[0]), self.batch_size, self.replicas
-    order = tf.random.experimental.stateless_shuffle(
-        tf.range(n), seed=tf.constant([self.seed, epoch], tf.int64))
+    seed = tf.constant(self.seed, tf.int64)
 
     def dataset_fn(ctx: tf.distribute.InputContext):
       local = ctx.num_replicas_in_sync // ctx.num_input_pipelines
       first = ctx.input_pipeline_id * local
 
-      def rows(step, r):
-        start = step * b
-        size = tf.minimum(tf.constant(b, tf.int64), n - start)
-        g = first + r
-        idx = order[start + g * size // replicas:
-                    start + (g + 1) * size // replicas]
-        return tf.gather(x, idx), tf.gather(y, idx)
+      def epoch_elements(epoch):
+        # The one-device run's order: the same op and seed.
+        order = tf.random.experimental.stateless_shuffle(
+            tf.range(n), seed=tf.stack([seed, epoch]))
 
-      steps = tf.data.Dataset.range(math.ceil(n / b))
-      return steps.flat_map(lambda step: tf.data.Dataset.range(local).map(
-          lambda r: rows(step, r))).prefetch(2 * local)
+        def rows(k):  # step k // local, local replica k % local
+          start = k // local * b
+          size = tf.minimum(tf.constant(b, tf.int64), n - start)
+          g = first + k % local
+          idx = order[start + g * size // replicas:
+                      start + (g + 1) * size // replicas]
+          return tf.gather(x, idx), tf.gather(y, idx)
+
+        return tf.data.Dataset.range(math.ceil(n / b) * local).map(
+            rows, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+
+      return tf.data.Dataset.range(first_epoch, 2 ** 62).flat_map(
+          epoch_elements).prefetch(tf.data.AUTOTUNE)
 
     return self.strategy.distribute_datasets_from_function(dataset_fn)
+
+  def _iterator(self, x, y, epoch: int):
+    """The run's input iterator, positioned at `epoch` (made again only
+    when the loop asks for another epoch than the next, or other data)."""
+    if self._input is None or self._input[:2] != (id(x), epoch):
+      self._input = (id(x), epoch, x, iter(self._batches(x, y, epoch)))
+    iterator = self._input[3]
+    self._input = (id(x), epoch + 1, x, iterator)
+    return iterator
 
   # The steps.
 
@@ -166,21 +182,28 @@ class ReplicatedSteps:
     ok = tf.logical_and(tf.math.is_finite(loss), self._weights_finite())
     return EpochResult(loss, tf.constant(1), ok)
 
+  def _steps_loop(self, iterator, sizes):
+    """Every step of an epoch in one call (a graph loop over the
+    distributed iterator): per-step Python would cost more than the step.
+    Stops after the first non-finite loss, as the one-device loop does.
+    Returns the steps taken and the loss summed over their examples."""
+    def more(i, total):
+      return tf.logical_and(i < tf.shape(sizes)[0], tf.math.is_finite(total))
+
+    def step(i, total):
+      xs, ys = iterator.get_next()
+      loss = self._distributed_step(xs, ys, 1.0 / sizes[i])
+      return i + 1, total + loss * sizes[i]
+
+    return tf.while_loop(more, step, (tf.constant(0), tf.constant(0.0)))
+
   def _minibatch_epoch(self, x, y, epoch: int) -> EpochResult:
-    """One step per global batch; stops after a non-finite loss, as the
-    one-device loop does."""
     n, b = int(x.shape[0]), self.batch_size
-    total, taken = np.float32(0), 0
-    for step, (xs, ys) in enumerate(self._batches(x, y, epoch)):
-      size = min(b, n - step * b)
-      loss = self._step(xs, ys, 1.0 / tf.constant(size, x.dtype))
-      total += np.float32(loss.numpy()) * np.float32(size)
-      taken += 1
-      if not math.isfinite(total):
-        break
-    ok = bool(math.isfinite(total)) and bool(self._weights_finite())
-    return EpochResult(tf.constant(total / np.float32(n)), tf.constant(taken),
-                       tf.constant(ok))
+    sizes = tf.constant([min(b, n - start) for start in range(0, n, b)],
+                        x.dtype)
+    taken, total = self._loop(self._iterator(x, y, epoch), sizes)
+    ok = tf.logical_and(tf.math.is_finite(total), self._weights_finite())
+    return EpochResult(total / n, taken, ok)
 
   def _replica_eval(self, x, y):
     loss_sum, correct = self.head.metrics(self.model(x), y)

@@ -139,12 +139,25 @@ def _long_flags(idx, model_dir, epochs=400):
           "--learning_rate=0.05", "--init=normal"]
 
 
+# Stopped runs: (epochs, flags) in full batch, and in mini-batch (10 steps
+# an epoch, the last of 99 rows, shards of 49/50).
+STOP_MODES = {"full": (400, []), "mini": (100, ["--batch_size=100"])}
+
+
 @pytest.fixture(scope="module")
 def uninterrupted(idx, tmp_path_factory):
-  model_dir = tmp_path_factory.mktemp("uninterrupted")
-  result = run_launcher(*_long_flags(idx, model_dir))
-  assert result.returncode == 0, result.stdout[-3000:]
-  return model_dir
+  """The uninterrupted two-worker run of each mode (made on first use)."""
+  runs = {}
+
+  def get(mode):
+    if mode not in runs:
+      model_dir = tmp_path_factory.mktemp(f"uninterrupted-{mode}")
+      epochs, extra = STOP_MODES[mode]
+      result = run_launcher(*_long_flags(idx, model_dir, epochs), *extra)
+      assert result.returncode == 0, result.stdout[-3000:]
+      runs[mode] = model_dir
+    return runs[mode]
+  return get
 
 
 def _saved(log, epoch):
@@ -152,11 +165,15 @@ def _saved(log, epoch):
     return f"ckpt-{epoch}\n" in f.read()
 
 
-@pytest.mark.parametrize("how", ["SIGTERM to the launcher",
-                                 "SIGKILL to every worker"])
-def test_stopped_workers_resume_bitwise(idx, uninterrupted, tmp_path, how):
+@pytest.mark.parametrize("how,mode", [("SIGTERM to the launcher", "full"),
+                                      ("SIGKILL to every worker", "full"),
+                                      ("SIGTERM to the launcher", "mini")])
+def test_stopped_workers_resume_bitwise(idx, uninterrupted, tmp_path, how,
+                                        mode):
   model_dir, log = tmp_path / "run", tmp_path / "launch.log"
-  proc = start_launcher(log, *_long_flags(idx, model_dir))
+  epochs, extra = STOP_MODES[mode]
+  flags = [*_long_flags(idx, model_dir, epochs), *extra]
+  proc = start_launcher(log, *flags)
   wait_for(lambda: _saved(log, 40), proc, "ckpt-40")
   if how.startswith("SIGTERM"):
     proc.send_signal(signal.SIGTERM)
@@ -165,7 +182,7 @@ def test_stopped_workers_resume_bitwise(idx, uninterrupted, tmp_path, how):
       os.kill(pid, signal.SIGKILL)
   proc.wait(timeout=60)
   text = log.read_text()
-  assert not _saved(log, 400), "stopped too late to test anything"
+  assert not _saved(log, epochs), "stopped too late to test anything"
   if how.startswith("SIGTERM"):
     # Both stopped after the same epoch, the chief saving it.
     assert proc.returncode == 128 + signal.SIGTERM, text[-3000:]
@@ -174,10 +191,10 @@ def test_stopped_workers_resume_bitwise(idx, uninterrupted, tmp_path, how):
     assert len(stopped) == 2 and "ckpt-" in stopped[0] + stopped[1]
   else:
     assert "exit codes [-9, -9]" in text
-  again = run_launcher(*_long_flags(idx, model_dir))
+  again = run_launcher(*flags)
   assert again.returncode == 0, again.stdout[-3000:]
   assert "resuming from" in again.stdout
-  assert_same_run(uninterrupted, model_dir)
+  assert_same_run(uninterrupted(mode), model_dir)
 
 
 @pytest.mark.parametrize("lost", [1, 0])
@@ -288,3 +305,12 @@ def test_the_launcher_gives_each_worker_its_own_port():
   assert config["task"] == {"type": "worker", "index": 1}
   assert subprocess.run([sys.executable, launch_local.__file__, "--help"],
                         capture_output=True, check=False).returncode == 0
+
+
+@pytest.mark.parametrize("case", ["softmax-full", "softmax-mini"])
+def test_divergence_on_mirrored_devices_is_one_line(idx, tmp_path, case):
+  result = run_cli(*_flags(idx, tmp_path, case), "--learning_rate=1e38",
+                   "--strategy=mirrored", "--cpu_devices=2")
+  assert result.returncode == 3, result.stderr[-2000:]
+  lines = error_lines(result.stderr)
+  assert len(lines) == 1 and "training diverged at epoch " in lines[0]
