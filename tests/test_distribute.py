@@ -20,7 +20,7 @@ import pytest
 from conftest import REPO, make_idx_dir
 from helpers import (assert_same_run, error_lines, final_state, run_cli,
                      run_launcher, start_launcher, wait_for, worker_pids)
-from logreg_tf import distribute
+from logreg_tf import tf_config
 from logreg_tf.errors import UserError
 from logreg_tf.replicated import shard_bounds
 
@@ -268,7 +268,7 @@ TF_CONFIG_CASES = [
 @pytest.mark.parametrize("text,quoted", TF_CONFIG_CASES)
 def test_bad_tf_config_is_one_line(text, quoted):
   with pytest.raises(UserError, match=None) as e:
-    distribute.read_tf_config(text)
+    tf_config.read_tf_config(text)
   assert quoted in str(e.value)
 
 
@@ -282,7 +282,7 @@ def test_bad_tf_config_from_the_command_line(tmp_path):
 
 
 def test_chief_task_comes_first():
-  cluster = distribute.read_tf_config(json.dumps({
+  cluster = tf_config.read_tf_config(json.dumps({
       "cluster": {"worker": ["w0:1", "w1:1"], "chief": ["c:1"]},
       "task": {"type": "worker", "index": 1}}))
   assert [name for name, _ in cluster.tasks] == ["chief 0", "worker 0",
