@@ -24,7 +24,8 @@ from absl import logging
 import tensorflow as tf
 
 from logreg_tf.model import l2_penalty
-from logreg_tf.steps import EpochResult, EvalResult, gradient_sums, row_blocks
+from logreg_tf.steps import (EpochResult, EvalResult, gradient_sums,
+                             row_blocks, weights_finite)
 
 SUM = tf.distribute.ReduceOp.SUM
 
@@ -171,15 +172,9 @@ class ReplicatedSteps:
     return _first_result(self.strategy, self.strategy.run(
         self._replica_step, args=(xs, ys, inv_b)))
 
-  def _weights_finite(self):
-    ok = tf.constant(True)
-    for v in self.model.trainable_variables:
-      ok = tf.logical_and(ok, tf.reduce_all(tf.math.is_finite(v)))
-    return ok
-
   def _full_batch_epoch(self, xs, ys, inv_n) -> EpochResult:
     loss = self._distributed_step(xs, ys, inv_n)
-    ok = tf.logical_and(tf.math.is_finite(loss), self._weights_finite())
+    ok = tf.logical_and(tf.math.is_finite(loss), weights_finite(self.model))
     return EpochResult(loss, tf.constant(1), ok)
 
   def _steps_loop(self, iterator, sizes):
@@ -202,7 +197,7 @@ class ReplicatedSteps:
     sizes = tf.constant([min(b, n - start) for start in range(0, n, b)],
                         x.dtype)
     taken, total = self._loop(self._iterator(x, y, epoch), sizes)
-    ok = tf.logical_and(tf.math.is_finite(total), self._weights_finite())
+    ok = tf.logical_and(tf.math.is_finite(total), weights_finite(self.model))
     return EpochResult(total / n, taken, ok)
 
   def _replica_eval(self, x, y):

@@ -80,6 +80,14 @@ def gradient_sums(model, head, blocks) -> GradientSums:
                       tf.add_n(bias_parts))
 
 
+def weights_finite(model) -> tf.Tensor:
+  """Whether every trainable weight is finite (the divergence check)."""
+  ok = tf.constant(True)
+  for v in model.trainable_variables:
+    ok = tf.logical_and(ok, tf.reduce_all(tf.math.is_finite(v)))
+  return ok
+
+
 def sgd(learning_rate: float, schedule: str = "constant",
         total_steps: int = 1) -> keras.optimizers.SGD:
   """Plain SGD, no momentum; `linear` decays to 0 at `total_steps`."""
@@ -153,17 +161,11 @@ class Steps:
   def _eval_step(self, x, y) -> EvalResult:
     return evaluate(self.model, self.head, x, y)
 
-  def _weights_finite(self):
-    ok = tf.constant(True)
-    for v in self.model.trainable_variables:
-      ok = tf.logical_and(ok, tf.reduce_all(tf.math.is_finite(v)))
-    return ok
-
   def _full_batch_epoch(self, x, y, epoch) -> EpochResult:
     """One step on the whole training set."""
     del epoch  # full batch: nothing to shuffle
     loss = self._train_step(x, y)
-    ok = tf.logical_and(tf.math.is_finite(loss), self._weights_finite())
+    ok = tf.logical_and(tf.math.is_finite(loss), weights_finite(self.model))
     return EpochResult(loss, tf.constant(1), ok)
 
   def _full_batches(self, x, y, batches):
@@ -208,5 +210,5 @@ class Steps:
         return total + loss * rest, taken + 1
       total, taken = tf.cond(tf.math.is_finite(total), last_batch,
                              lambda: (total, taken))
-    ok = tf.logical_and(tf.math.is_finite(total), self._weights_finite())
+    ok = tf.logical_and(tf.math.is_finite(total), weights_finite(self.model))
     return EpochResult(total / n, taken, ok)

@@ -51,19 +51,26 @@ def _flags(idx, model_dir, case, *extra):
           "--init=normal", *CASES[case], *extra]
 
 
+def _made_once(tmp_path_factory, prefix, make):
+  """get(key): the model_dir of `make(key, model_dir)`, run once per key on
+  first use, which must exit 0."""
+  runs = {}
+
+  def get(key):
+    if key not in runs:
+      model_dir = tmp_path_factory.mktemp(f"{prefix}-{key}")
+      result = make(key, model_dir)
+      assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+      runs[key] = model_dir
+    return runs[key]
+  return get
+
+
 @pytest.fixture(scope="module")
 def one_device(idx, tmp_path_factory):
   """The one-device run of each case (made once, on first use)."""
-  runs = {}
-
-  def get(case):
-    if case not in runs:
-      model_dir = tmp_path_factory.mktemp(f"one-{case}")
-      result = run_cli(*_flags(idx, model_dir, case))
-      assert result.returncode == 0, result.stderr[-2000:]
-      runs[case] = model_dir
-    return runs[case]
-  return get
+  return _made_once(tmp_path_factory, "one",
+                    lambda case, d: run_cli(*_flags(idx, d, case)))
 
 
 def assert_matches(reference_dir, model_dir):
@@ -147,17 +154,10 @@ STOP_MODES = {"full": (400, []), "mini": (100, ["--batch_size=100"])}
 @pytest.fixture(scope="module")
 def uninterrupted(idx, tmp_path_factory):
   """The uninterrupted two-worker run of each mode (made on first use)."""
-  runs = {}
-
-  def get(mode):
-    if mode not in runs:
-      model_dir = tmp_path_factory.mktemp(f"uninterrupted-{mode}")
-      epochs, extra = STOP_MODES[mode]
-      result = run_launcher(*_long_flags(idx, model_dir, epochs), *extra)
-      assert result.returncode == 0, result.stdout[-3000:]
-      runs[mode] = model_dir
-    return runs[mode]
-  return get
+  def make(mode, model_dir):
+    epochs, extra = STOP_MODES[mode]
+    return run_launcher(*_long_flags(idx, model_dir, epochs), *extra)
+  return _made_once(tmp_path_factory, "uninterrupted", make)
 
 
 def _saved(log, epoch):
