@@ -12,8 +12,8 @@ from typing import Optional
 
 from absl import flags
 
-from logreg_tf import cache
-from logreg_tf import workdir
+from logreg_tf.data import cache
+from logreg_tf.rundir import workdir
 from logreg_tf.config import Storage
 from logreg_tf.errors import UserError
 

@@ -82,13 +82,13 @@ def main(argv) -> None:
   # Evaluation reads the model directory; it writes nothing there.
   storage = cli.storage_from_flags(_DATA)
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
-  from logreg_tf import trained as trained_lib
+  from logreg_tf.rundir import trained as trained_lib
   try:
     model = trained_lib.load(_MODEL.model_dir.value, _MODEL.checkpoint.value,
                              _DATA.dataset.value)
     results = evaluate(model, storage, _SPLIT.value)
     if _OUTPUT_JSON.value:
-      from logreg_tf import durable
+      from logreg_tf.rundir import durable
       durable.write_text(_OUTPUT_JSON.value,
                          json.dumps(results, indent=2) + "\n")
   except (UserError, StorageError) as e:

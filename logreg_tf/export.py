@@ -30,7 +30,8 @@ flags.mark_flag_as_required("export_dir")
 def main(argv) -> None:
   del argv
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
-  from logreg_tf import serving, trained as trained_lib
+  from logreg_tf import serving
+  from logreg_tf.rundir import trained as trained_lib
   try:
     trained = trained_lib.load(_MODEL.model_dir.value, _MODEL.checkpoint.value)
     path = serving.export(trained, _EXPORT_DIR.value, _OVERWRITE.value)

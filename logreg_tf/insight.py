@@ -5,8 +5,6 @@ import re
 from typing import Dict, Tuple
 
 from logreg_tf import figures, metrics
-
-
 def _tag(name: str) -> str:
   """A class name as one TensorBoard tag component."""
   return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_") or "class"

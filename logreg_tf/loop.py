@@ -10,18 +10,20 @@ from typing import Dict, Optional
 from absl import logging
 import tensorflow as tf
 
-from logreg_tf import blocks, checkpoints, data, durable, insight
+from logreg_tf import blocks, data, insight
+
+from logreg_tf.rundir import checkpoints, durable
 from logreg_tf.config import RunConfig, Storage
-from logreg_tf.distribute import Placement
+from logreg_tf.distributed.placement import Placement
 from logreg_tf.errors import DivergenceError, StorageError, WorkerError
 from logreg_tf.interrupts import Interrupted, StopRequest
 from logreg_tf.model import head_for, linear_model, num_outputs
-from logreg_tf.replicated import ReplicatedSteps
-from logreg_tf.runinfo import RunInfo, describe
+from logreg_tf.distributed.replicated import ReplicatedSteps
+from logreg_tf.rundir.runinfo import RunInfo, describe
 from logreg_tf.steps import EvalResult, Steps, sgd
-from logreg_tf.summaries import Reporter, drop_after
-from logreg_tf.together import Together
-from logreg_tf.workdir import ModelDir
+from logreg_tf.rundir.summaries import Reporter, drop_after
+from logreg_tf.distributed.cluster import Together
+from logreg_tf.rundir.workdir import ModelDir
 
 
 def steps_per_epoch(num_examples: int, batch_size) -> int:

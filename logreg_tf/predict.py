@@ -67,7 +67,8 @@ def classifier(model_dir=None, checkpoint=None, saved_model=None):
                       f"{str(e).strip().splitlines()[0]}") from e
     spec = serve.structured_input_signature[1]["images"]
     return (lambda images: serve(images=images)), tuple(spec.shape[1:]), names
-  from logreg_tf import serving, trained as trained_lib
+  from logreg_tf import serving
+  from logreg_tf.rundir import trained as trained_lib
   trained = trained_lib.load(model_dir, checkpoint)
   module = serving.served_module(trained)
   shape = tuple(module.serve_images.input_signature[0].shape[1:])
@@ -79,7 +80,7 @@ def classifier(model_dir=None, checkpoint=None, saved_model=None):
 def predict(paths, serve, shape, names, preprocess="none", batch=256):
   """(predictions, failures): a dict per image, and (path, reason) pairs."""
   import numpy as np
-  from logreg_tf import images as images_lib
+  from logreg_tf.data import images as images_lib
   convert = images_lib.mnist if preprocess == "mnist" else images_lib.plain
   ready, failures, out = [], [], []
 
@@ -131,7 +132,7 @@ def main(argv) -> None:
   for path, reason in failures:
     sys.stderr.write(f"{PROG}: error: {reason}\n")
   if _OUTPUT_JSON.value:
-    from logreg_tf import durable
+    from logreg_tf.rundir import durable
     durable.write_text(_OUTPUT_JSON.value, json.dumps(
         {"predictions": predictions,
          "failures": [{"file": f, "error": r} for f, r in failures]},

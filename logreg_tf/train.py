@@ -156,7 +156,7 @@ def main(argv) -> None:
     import tensorflow as tf
     # Same flags and seed give the same bits: no nondeterministic kernels.
     tf.config.experimental.enable_op_determinism()
-    from logreg_tf import distribute
+    from logreg_tf.distributed import placement as distribute
     try:
       placement = distribute.place(_STRATEGY.value, _CPU_DEVICES.value,
                                    _WORKER_TIMEOUT.value)

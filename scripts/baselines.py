@@ -14,8 +14,6 @@ import numpy as np
 import tensorflow as tf
 
 from logreg_tf import reference
-
-
 class PlainTF2:
   """Full-batch or mini-batch SGD with a tape; returns loss and accuracy."""
 

@@ -238,4 +238,3 @@ def target_5(info, tensors, repeats):
           "max_traces_per_run": max(traces)}
 
 
-

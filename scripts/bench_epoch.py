@@ -16,11 +16,12 @@ from absl import logging
 import tensorflow as tf
 
 from bench_compute import LR, stats, timed
-from logreg_tf import checkpoints, durable, loop
+from logreg_tf import loop
+from logreg_tf.rundir import checkpoints, durable
 from logreg_tf.config import RunConfig, Storage
 from logreg_tf.model import num_outputs
-from logreg_tf.summaries import Reporter
-from logreg_tf.workdir import ModelDir
+from logreg_tf.rundir.summaries import Reporter
+from logreg_tf.rundir.workdir import ModelDir
 
 
 def _checkpointer(steps, config, info, root, keep=3):

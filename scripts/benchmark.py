@@ -29,7 +29,8 @@ import bench_distribute
 import bench_epoch
 import bench_process
 import bench_table
-from logreg_tf import cache, data, loop
+from logreg_tf import data, loop
+from logreg_tf.data import cache
 from logreg_tf.config import RunConfig, Storage
 
 _REPEATS = flags.DEFINE_integer("repeats", 3, "Interleaved repeats.")

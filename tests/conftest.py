@@ -73,7 +73,7 @@ def shared_idx_dir() -> str:
 
 def mnist_info(**overrides):
   """The description of MNIST, for tests that build a model without data."""
-  from logreg_tf.dataset import DatasetInfo
+  from logreg_tf.data.dataset import DatasetInfo
   fields = dict(name="mnist", version="3.0.1", source="test",
                 image_shape=(28, 28, 1),
                 class_names=tuple(str(i) for i in range(10)))

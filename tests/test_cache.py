@@ -6,9 +6,11 @@ import time
 import numpy as np
 import pytest
 
-from logreg_tf import cache, data
+from logreg_tf import data
+
+from logreg_tf.data import cache
 from logreg_tf.config import RunConfig, Storage
-from logreg_tf.dataset import Dataset
+from logreg_tf.data.dataset import Dataset
 
 from conftest import mnist_info
 

@@ -6,11 +6,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from logreg_tf import checkpoints, loop
+from logreg_tf import loop
+
+from logreg_tf.rundir import checkpoints
 from logreg_tf.config import RunConfig
 from logreg_tf.errors import UserError
 from logreg_tf.model import num_outputs
-from logreg_tf.workdir import ModelDir
+from logreg_tf.rundir.workdir import ModelDir
 
 from conftest import mnist_info
 

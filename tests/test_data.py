@@ -7,7 +7,7 @@ import pytest
 
 from logreg_tf import data
 from logreg_tf.config import RunConfig, Storage
-from logreg_tf.dataset import Dataset
+from logreg_tf.data.dataset import Dataset
 from logreg_tf.errors import DataError, UserError
 
 from conftest import mnist_info

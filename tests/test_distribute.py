@@ -20,9 +20,9 @@ import pytest
 from conftest import REPO, make_idx_dir
 from helpers import (assert_same_run, error_lines, final_state, run_cli,
                      run_launcher, start_launcher, wait_for, worker_pids)
-from logreg_tf import tf_config
+from logreg_tf.distributed import tf_config
 from logreg_tf.errors import UserError
-from logreg_tf.replicated import shard_bounds
+from logreg_tf.distributed.replicated import shard_bounds
 
 sys.path.insert(0, os.path.join(REPO, "scripts"))
 import launch_local  # noqa: E402

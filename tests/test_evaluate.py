@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 
 from logreg_tf import metrics
-
 from conftest import make_idx_dir
 from helpers import run_cli, run_command
 

@@ -9,8 +9,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from logreg_tf import data, idx, metrics, trained as trained_lib
+from logreg_tf import data, metrics
 
+from logreg_tf.data import idx
+
+from logreg_tf.rundir import trained as trained_lib
 from conftest import make_idx_dir
 from helpers import run_cli, run_command
 

@@ -21,7 +21,9 @@ import uuid
 import pytest
 import tensorflow as tf
 
-from logreg_tf import ckpt_files, loop
+from logreg_tf import loop
+
+from logreg_tf.rundir import files as ckpt_files
 from logreg_tf.config import RunConfig, Storage
 from logreg_tf.errors import StorageError
 

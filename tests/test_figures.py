@@ -62,7 +62,7 @@ def test_fresh_removes_the_figures(idx_dir, tmp_path):
   storage = Storage(idx_dir=idx_dir, model_dir=str(tmp_path))
   loop.train_and_evaluate(RunConfig(num_epochs=1), storage)
   assert (tmp_path / "figures").is_dir()
-  from logreg_tf.workdir import ModelDir
+  from logreg_tf.rundir.workdir import ModelDir
   ModelDir(str(tmp_path)).clear()
   assert not (tmp_path / "figures").exists()
   assert not (tmp_path / "run.json").exists()

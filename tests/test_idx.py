@@ -6,7 +6,7 @@ import os
 import numpy as np
 import pytest
 
-from logreg_tf import idx
+from logreg_tf.data import idx
 from logreg_tf.errors import DataError
 
 from conftest import make_idx_dir, write_idx

@@ -8,8 +8,11 @@ import numpy as np
 from PIL import Image
 import pytest
 
-from logreg_tf import data, images, metrics, trained as trained_lib
+from logreg_tf import data, metrics
 
+from logreg_tf.data import images
+
+from logreg_tf.rundir import trained as trained_lib
 from conftest import REPO, make_idx_dir
 from helpers import run_cli, run_command
 

@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 
 from logreg_tf import reference as ref
-
 SOFTMAX = (ref.softmax_loss_naive, ref.softmax_loss_vectorized)
 SIGMOID = (ref.sigmoid_loss_naive, ref.sigmoid_loss_vectorized)
 

@@ -13,8 +13,8 @@ import zlib
 
 import numpy as np
 
-from logreg_tf import tfds_source
-from logreg_tf.dataset import Dataset, DatasetInfo
+from logreg_tf.data import tfds as tfds_source
+from logreg_tf.data.dataset import Dataset, DatasetInfo
 from logreg_tf.errors import DataError
 
 FILES = {

@@ -18,7 +18,7 @@ from typing import Optional
 from absl import logging
 
 from logreg_tf.errors import UserError, WorkerError
-from logreg_tf.tf_config import Cluster, read_tf_config, unreachable
+from logreg_tf.distributed.tf_config import Cluster, read_tf_config, unreachable
 
 STRATEGIES = ("one_device", "mirrored", "multi_worker")
 

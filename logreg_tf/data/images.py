@@ -4,7 +4,7 @@ and MNIST's own preprocessing for photos of handwritten digits."""
 import numpy as np
 import tensorflow as tf
 
-from logreg_tf import durable
+from logreg_tf.rundir import durable
 from logreg_tf.errors import DataError
 
 

@@ -18,7 +18,7 @@ from typing import Optional, Sequence
 from absl import logging
 import numpy as np
 
-from logreg_tf.dataset import Dataset, DatasetInfo
+from logreg_tf.data.dataset import Dataset, DatasetInfo
 
 ARRAYS = ("train_images", "train_labels", "test_images", "test_labels")
 

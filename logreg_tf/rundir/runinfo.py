@@ -13,7 +13,7 @@ from absl import logging
 import tensorflow as tf
 
 import logreg_tf
-from logreg_tf import durable
+from logreg_tf.rundir import durable
 from logreg_tf.errors import StorageError
 
 def _now() -> str:

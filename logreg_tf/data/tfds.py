@@ -14,8 +14,8 @@ from typing import Optional, Tuple
 import numpy as np
 import tensorflow as tf
 
-from logreg_tf import cache
-from logreg_tf.dataset import Dataset, DatasetInfo
+from logreg_tf.data import cache
+from logreg_tf.data.dataset import Dataset, DatasetInfo
 from logreg_tf.errors import DataError
 
 _NEEDS = ("this trainer needs an image feature (uint8, height x width x "

@@ -22,7 +22,7 @@ from absl import logging
 import tensorflow as tf
 
 from logreg_tf.errors import StorageError, UserError
-from logreg_tf.workdir import ModelDir
+from logreg_tf.rundir.workdir import ModelDir
 
 
 class Together:

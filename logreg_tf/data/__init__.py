@@ -12,8 +12,8 @@ from typing import Optional, Sequence, Tuple
 import numpy as np
 import tensorflow as tf
 
-from logreg_tf import idx, tfds_source
-from logreg_tf.dataset import Dataset, DatasetInfo
+from logreg_tf.data import idx, tfds as tfds_source
+from logreg_tf.data.dataset import Dataset, DatasetInfo
 from logreg_tf.errors import DataError, UserError
 
 

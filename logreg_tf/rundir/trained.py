@@ -11,13 +11,13 @@ import os
 from typing import Optional
 
 
-from logreg_tf import ckpt_files, snapshot
-from logreg_tf.checkpoints import model_variables
+from logreg_tf.rundir import files as ckpt_files, snapshot
+from logreg_tf.rundir.checkpoints import model_variables
 from logreg_tf.config import RunConfig
-from logreg_tf.dataset import DatasetInfo
+from logreg_tf.data.dataset import DatasetInfo
 from logreg_tf.errors import UserError
 from logreg_tf.model import head_for, linear_model
-from logreg_tf.workdir import ModelDir
+from logreg_tf.rundir.workdir import ModelDir
 
 
 @dataclasses.dataclass

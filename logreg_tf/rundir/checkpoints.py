@@ -24,9 +24,9 @@ from absl import logging
 import numpy as np
 import tensorflow as tf
 
-from logreg_tf import ckpt_files, durable
+from logreg_tf.rundir import files as ckpt_files, durable
 from logreg_tf.errors import StorageError, UserError
-from logreg_tf.snapshot import Snapshot
+from logreg_tf.rundir.snapshot import Snapshot
 # Must match for a resume at all: what the weights mean.
 DATA_FIELDS = ("dataset", "image_shape")
 MODEL_FIELDS = ("classes", "num_outputs", "use_bias")

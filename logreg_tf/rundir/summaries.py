@@ -8,7 +8,7 @@ from typing import Dict, Iterable, Optional
 from absl import logging
 import tensorflow as tf
 
-from logreg_tf import durable
+from logreg_tf.rundir import durable
 from logreg_tf.errors import StorageError
 
 # Log key -> TensorBoard tag. The log line and the event file carry the same.
