@@ -17,7 +17,7 @@ export TFDS_DATA_DIR := $(SHARED_TFDS)
 endif
 endif
 
-.PHONY: venv train test bench screenshots clean
+.PHONY: venv train test test-quick bench screenshots clean
 
 venv: $(STAMP)
 
@@ -32,6 +32,11 @@ train: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest $(ARGS)
+
+# The edit loop: everything in this process (no test that starts a program),
+# and of the real data only one short run.
+test-quick: $(STAMP)
+	$(PY) -m pytest -m "not process and (not real_data or short)" $(ARGS)
 
 bench: $(STAMP)
 	$(PY) scripts/benchmark.py $(ARGS)

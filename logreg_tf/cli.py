@@ -1,42 +1,92 @@
-"""Flags that every command shares (data, model directory), their checks, and
-the one-line failure that every command ends with on bad input.
+"""What every command shares: flag builders, the parser, and the one runner
+that ends a `CommandError` as one line and its exit status.
 
-Each command module calls the `define_*` functions it needs at import, keeps
-the returned holders and builds its configs from them; library code never
-reads flags.
+A command module has a `COMMAND`: its name, `define(flag_values)`, which
+defines its flags there and returns their holders, and `main(holders,
+argv)`. `run_command` runs it as a program, with its flags in absl's global
+FLAGS (so `--help` lists them); `invoke` runs it in this process on a fresh
+`FlagValues`, so that all four commands, any number of times, can run in one
+process (the tests do). Library code never reads flags.
 """
 
 import sys
 import types
-from typing import Optional
+from typing import Callable, List, NamedTuple, Optional
 
 from absl import flags
+from absl import logging
 
-from logreg_tf.data import cache
-from logreg_tf.rundir import workdir
 from logreg_tf.config import Storage
-from logreg_tf.errors import UserError
+from logreg_tf.data import cache
+from logreg_tf.errors import CommandError, UserError
+from logreg_tf.rundir import workdir
 
 
-def fail(prog: str, message: str, code: int = 1):
-  """Ends the command with one line on stderr, no traceback."""
-  sys.stderr.write(f"{prog}: error: {message}\n")
-  sys.exit(code)
+class Command(NamedTuple):
+  prog: str  # the name errors start with, e.g. logreg-train
+  define: Callable  # (FlagValues) -> the flags' holders
+  main: Callable  # (holders, argv) -> exit status (None: 0)
+  positional: bool = False  # takes arguments besides --flags
 
 
-def flags_parser(prog: str, positional: bool = False):
-  """absl parsing for app.run: errors in one line; stray arguments refused
+class UsageError(UserError):
+  """Flags that do not parse or check, or stray arguments."""
+
+
+def report(prog: str, error: CommandError) -> int:
+  """The one line for `error` (a warning for a requested stop); its status."""
+  if error.warning:
+    logging.warning("%s", error)
+  else:
+    sys.stderr.write(f"{prog}: error: {error}\n")
+  return error.exit_code
+
+
+def parse(flag_values: flags.FlagValues, argv: List[str],
+          positional: bool = False) -> List[str]:
+  """absl parsing; UsageError in one line. Stray arguments are refused
   unless the command takes `positional` ones."""
-  def parse(argv):
+  try:
+    rest = flag_values(argv)
+  except flags.Error as e:
+    raise UsageError(str(e).replace("ERROR:: ", "")) from e
+  if len(rest) > 1 and not positional:
+    raise UsageError(f"unexpected arguments {' '.join(rest[1:])!r}: this "
+                     "command takes only --flags (see --helpfull)")
+  return rest
+
+
+def invoke(command: Command, argv: List[str]) -> int:
+  """Runs a command in this process on fresh flags; returns its status."""
+  flag_values = flags.FlagValues()
+  holders = command.define(flag_values)
+  try:
+    rest = parse(flag_values, [command.prog, *argv], command.positional)
+    return command.main(holders, rest) or 0
+  except CommandError as e:
+    return report(command.prog, e)
+
+
+def run_command(command: Command) -> None:
+  """The console entry point: absl's app.run, one line on any CommandError."""
+  from absl import app
+  holders = command.define(flags.FLAGS)
+
+  def parser(argv):
     try:
-      rest = flags.FLAGS(argv)
-    except flags.Error as e:
-      fail(prog, str(e).replace("ERROR:: ", ""))
-    if len(rest) > 1 and not positional:
-      fail(prog, f"unexpected arguments {' '.join(rest[1:])!r}: this command "
-           "takes only --flags (see --helpfull)")
-    return rest
-  return parse
+      return parse(flags.FLAGS, argv, command.positional)
+    except CommandError as e:
+      sys.exit(report(command.prog, e))
+
+  def app_main(argv):
+    try:
+      status = command.main(holders, argv)
+    except CommandError as e:
+      status = report(command.prog, e)
+    if status:
+      sys.exit(status)
+
+  app.run(app_main, flags_parser=parser)
 
 
 def user_check(fn):
@@ -50,7 +100,8 @@ def user_check(fn):
   return check
 
 
-def define_data_flags(dataset_default: Optional[str] = "mnist",
+def define_data_flags(fv: flags.FlagValues,
+                      dataset_default: Optional[str] = "mnist",
                       unset_means: str = "") -> types.SimpleNamespace:
   """--dataset, --data_dir, --idx_dir, --cache_dir."""
   holders = types.SimpleNamespace(
@@ -58,53 +109,60 @@ def define_data_flags(dataset_default: Optional[str] = "mnist",
           "dataset", dataset_default, "TFDS name of an image classification "
           "dataset (an image feature and a ClassLabel), e.g. mnist, "
           "fashion_mnist, emnist/balanced, cifar10; with --idx_dir, the name "
-          f"of the dataset its files hold.{unset_means}"),
+          f"of the dataset its files hold.{unset_means}", flag_values=fv),
       data_dir=flags.DEFINE_string(
           "data_dir", None, "TFDS data directory holding the prepared "
-          "dataset; unset means TFDS's default, which honours TFDS_DATA_DIR."),
+          "dataset; unset means TFDS's default, which honours TFDS_DATA_DIR.",
+          flag_values=fv),
       idx_dir=flags.DEFINE_string(
           "idx_dir", None, "Directory with the four IDX files of the dataset "
-          "(MNIST's names, plain or .gz); when set, TFDS is not read."),
+          "(MNIST's names, plain or .gz); when set, TFDS is not read.",
+          flag_values=fv),
       cache_dir=flags.DEFINE_string(
           "cache_dir", None, "Where decoded datasets are kept between runs; "
           "unset means $XDG_CACHE_HOME/logreg_tf or ~/.cache/logreg_tf, "
-          "empty disables the cache."),
+          "empty disables the cache.", flag_values=fv),
   )
   flags.register_validator(
       "dataset", lambda v: (v is None and dataset_default is None) or bool(
           v and v.strip()),
-      message="give a TFDS dataset name, e.g. mnist or fashion_mnist")
+      message="give a TFDS dataset name, e.g. mnist or fashion_mnist",
+      flag_values=fv)
   flags.register_multi_flags_validator(
       ["idx_dir", "data_dir"],
       lambda d: not (d["idx_dir"] and d["data_dir"]),
-      message="--idx_dir and --data_dir name two sources of data; give one")
+      message="--idx_dir and --data_dir name two sources of data; give one",
+      flag_values=fv)
   return holders
 
 
-def define_model_dir_flag(help_text: str) -> flags.FlagHolder:
-  holder = flags.DEFINE_string("model_dir", None, help_text)
+def define_model_dir_flag(fv: flags.FlagValues,
+                          help_text: str) -> flags.FlagHolder:
+  holder = flags.DEFINE_string("model_dir", None, help_text, flag_values=fv)
   flags.register_validator(
-      "model_dir",
-      user_check(lambda p: p is None or workdir.check_writable(p)))
+      "model_dir", user_check(lambda p: p is None or workdir.check_writable(p)),
+      flag_values=fv)
   return holder
 
 
-def define_checkpoint_flags(verb: str,
+def define_checkpoint_flags(fv: flags.FlagValues, verb: str,
                             required: bool = True) -> types.SimpleNamespace:
   """--model_dir or --checkpoint: the trained model a command reads (one of
   them, when `required`)."""
   holders = types.SimpleNamespace(
       model_dir=flags.DEFINE_string(
           "model_dir", None, "A training run's directory: its newest intact "
-          f"checkpoint is {verb}."),
+          f"checkpoint is {verb}.", flag_values=fv),
       checkpoint=flags.DEFINE_string(
           "checkpoint", None, "A checkpoint prefix "
-          "(MODEL_DIR/checkpoints/ckpt-N) instead of --model_dir's newest."))
+          "(MODEL_DIR/checkpoints/ckpt-N) instead of --model_dir's newest.",
+          flag_values=fv))
   if required:
     flags.register_multi_flags_validator(
         ["model_dir", "checkpoint"],
         lambda d: bool(d["model_dir"]) != bool(d["checkpoint"]),
-        message="give --model_dir=DIR or --checkpoint=PATH (one of them)")
+        message="give --model_dir=DIR or --checkpoint=PATH (one of them)",
+        flag_values=fv)
   return holders
 
 

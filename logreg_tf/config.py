@@ -12,6 +12,21 @@ from logreg_tf.errors import UserError
 
 
 @dataclasses.dataclass(frozen=True)
+class DataSpec:
+  """Which data: a dataset, its two splits and the classes trained.
+
+  `classes=None` means every class of the dataset; otherwise the classes as
+  the user named them (names or indices), resolved against the dataset's own
+  class names once it is loaded (`data.resolve_classes`).
+  """
+
+  dataset: str = "mnist"
+  train_split: str = "train"
+  test_split: str = "test"
+  classes: Optional[Tuple[str, ...]] = None
+
+
+@dataclasses.dataclass(frozen=True)
 class RunConfig:
   """Everything that changes what a training run computes.
 
@@ -36,6 +51,11 @@ class RunConfig:
   use_bias: bool = True
   l2: float = 0.0
 
+  @property
+  def data(self) -> DataSpec:
+    return DataSpec(self.dataset, self.train_split, self.test_split,
+                    self.classes)
+
   def is_display_epoch(self, epoch: int) -> bool:
     """Evaluated and logged: every `display_step` epochs, and the last."""
     return epoch % self.display_step == 0 or epoch == self.num_epochs
@@ -48,7 +68,7 @@ class Storage:
   model_dir: Optional[str] = None
   data_dir: Optional[str] = None
   idx_dir: Optional[str] = None
-  cache_dir: Optional[str] = None  # decoded data and XLA kernels; None: off
+  cache_dir: Optional[str] = None  # decoded datasets; None: off
   checkpoint_every: int = 10
   keep_checkpoints: int = 3
   fresh: bool = False
@@ -74,3 +94,26 @@ def parse_classes(text: str) -> Optional[Tuple[str, ...]]:
   if len(parts) < 2:
     raise UserError("give at least two classes (two: binomial, more: softmax)")
   return parts
+
+
+def describe(config: RunConfig, info) -> dict:
+  """What a run is, written once for all who record it: the checkpoint's
+  spec, TensorBoard's hparams and the workers' same-run check. Its facts
+  about the data come from the data (`info`, a dataset.DatasetInfo)."""
+  from logreg_tf.model import num_outputs
+  out = {
+      "dataset": info.name, "dataset_version": info.version,
+      "train_split": info.train_split, "test_split": info.test_split,
+      "image_shape": list(info.image_shape),
+      "classes": list(info.class_names),
+      "class_indices": (None if info.class_indices is None
+                        else list(info.class_indices)),
+      "num_outputs": num_outputs(info.num_classes),
+  }
+  for field in dataclasses.fields(config):
+    if field.name not in out and field.name not in _DATA_FIELDS:
+      out[field.name] = getattr(config, field.name)
+  return out
+
+
+_DATA_FIELDS = tuple(f.name for f in dataclasses.fields(DataSpec))

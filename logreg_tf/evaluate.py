@@ -10,30 +10,34 @@ loss and accuracy equal the run's final test metrics exactly: both come from
 import json
 import os
 import sys
+import types
 
-from absl import app
 from absl import flags
 
 from logreg_tf import cli
-from logreg_tf.errors import StorageError, UserError
 
 PROG = "logreg-evaluate"
 
-_DATA = cli.define_data_flags(
-    dataset_default=None, unset_means=" Unset: the checkpoint's dataset.")
-_MODEL = cli.define_checkpoint_flags("evaluated")
-_SPLIT = flags.DEFINE_string(
-    "split", None, "TFDS split to evaluate on; unset: the test split the "
-    "model was trained with.")
-_OUTPUT_JSON = flags.DEFINE_string(
-    "output_json", None, "Also write the results to this JSON file.")
+
+def define_flags(fv: flags.FlagValues) -> types.SimpleNamespace:
+  return types.SimpleNamespace(
+      data=cli.define_data_flags(
+          fv, dataset_default=None,
+          unset_means=" Unset: the checkpoint's dataset."),
+      model=cli.define_checkpoint_flags(fv, "evaluated"),
+      split=flags.DEFINE_string(
+          "split", None, "TFDS split to evaluate on; unset: the test split "
+          "the model was trained with.", flag_values=fv),
+      output_json=flags.DEFINE_string(
+          "output_json", None, "Also write the results to this JSON file.",
+          flag_values=fv))
 
 
 def evaluate(trained, storage, split=None) -> dict:
   """The results of `trained` on its data's test split (or `split`)."""
   import tensorflow as tf
-  from logreg_tf import data, loop, metrics, steps
-  dataset = loop.load_data(trained.config(split), storage)
+  from logreg_tf import data, metrics, steps
+  dataset = data.load_selected(trained.data(split), storage)
   trained.check_data(dataset.info)
   x = data.to_features(dataset.test_images)
   y = data.to_labels(dataset.test_labels)
@@ -41,20 +45,18 @@ def evaluate(trained, storage, split=None) -> dict:
                                                      trained.head, x, y),
                                       trained.model(x)), autograph=False)
   result, logits = forward(x, y)
-  probs = metrics.probabilities(logits.numpy())
-  labels = dataset.test_labels
-  names = dataset.info.class_names
-  confusion = metrics.confusion_matrix(labels, probs.argmax(axis=1),
-                                       len(names))
-  ece, reliability = metrics.calibration(probs, labels)
+  analysis = metrics.analyze(logits.numpy(), dataset.test_labels,
+                             dataset.info.class_names)
+  examples = len(analysis.labels)
   return {
       "checkpoint": trained.path, "dataset": dataset.info.name,
-      "split": dataset.info.test_split, "examples": int(len(labels)),
+      "split": dataset.info.test_split, "examples": examples,
       "loss": float(result.loss),
-      "accuracy": int(result.correct) / len(labels), "ece": ece,
-      "per_class": metrics.per_class(confusion, names),
-      "confusion_matrix": confusion.tolist(), "class_names": list(names),
-      "reliability": reliability,
+      "accuracy": int(result.correct) / examples, "ece": analysis.ece,
+      "per_class": analysis.per_class,
+      "confusion_matrix": analysis.confusion.tolist(),
+      "class_names": list(analysis.class_names),
+      "reliability": analysis.reliability,
   }
 
 
@@ -77,27 +79,27 @@ def report(results: dict) -> str:
   return "\n".join(lines) + "\n"
 
 
-def main(argv) -> None:
+def main(f, argv) -> None:
   del argv
   # Evaluation reads the model directory; it writes nothing there.
-  storage = cli.storage_from_flags(_DATA)
+  storage = cli.storage_from_flags(f.data)
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
   from logreg_tf.rundir import trained as trained_lib
-  try:
-    model = trained_lib.load(_MODEL.model_dir.value, _MODEL.checkpoint.value,
-                             _DATA.dataset.value)
-    results = evaluate(model, storage, _SPLIT.value)
-    if _OUTPUT_JSON.value:
-      from logreg_tf.rundir import durable
-      durable.write_text(_OUTPUT_JSON.value,
-                         json.dumps(results, indent=2) + "\n")
-  except (UserError, StorageError) as e:
-    cli.fail(PROG, str(e), e.exit_code)
+  model = trained_lib.load(f.model.model_dir.value, f.model.checkpoint.value,
+                           f.data.dataset.value)
+  results = evaluate(model, storage, f.split.value)
+  if f.output_json.value:
+    from logreg_tf.rundir import durable
+    durable.write_text(f.output_json.value,
+                       json.dumps(results, indent=2) + "\n")
   sys.stdout.write(report(results))
 
 
+COMMAND = cli.Command(PROG, define_flags, main)
+
+
 def run():
-  app.run(main, flags_parser=cli.flags_parser(PROG))
+  cli.run_command(COMMAND)
 
 
 if __name__ == "__main__":

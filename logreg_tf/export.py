@@ -9,39 +9,45 @@ the float features [batch, H*W*C] the trainer uses.
 """
 
 import os
+import types
 
-from absl import app
 from absl import flags
 from absl import logging
 
 from logreg_tf import cli
-from logreg_tf.errors import UserError
 
 PROG = "logreg-export"
 
-_MODEL = cli.define_checkpoint_flags("exported")
-_EXPORT_DIR = flags.DEFINE_string(
-    "export_dir", None, "Where the SavedModel goes, as EXPORT_DIR/<version>/.")
-_OVERWRITE = flags.DEFINE_bool(
-    "overwrite", False, "Replace an existing EXPORT_DIR/<version>/.")
-flags.mark_flag_as_required("export_dir")
+
+def define_flags(fv: flags.FlagValues) -> types.SimpleNamespace:
+  f = types.SimpleNamespace(
+      model=cli.define_checkpoint_flags(fv, "exported"),
+      export_dir=flags.DEFINE_string(
+          "export_dir", None, "Where the SavedModel goes, as "
+          "EXPORT_DIR/<version>/.", flag_values=fv),
+      overwrite=flags.DEFINE_bool(
+          "overwrite", False, "Replace an existing EXPORT_DIR/<version>/.",
+          flag_values=fv))
+  flags.mark_flag_as_required("export_dir", flag_values=fv)
+  return f
 
 
-def main(argv) -> None:
+def main(f, argv) -> None:
   del argv
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
   from logreg_tf import serving
   from logreg_tf.rundir import trained as trained_lib
-  try:
-    trained = trained_lib.load(_MODEL.model_dir.value, _MODEL.checkpoint.value)
-    path = serving.export(trained, _EXPORT_DIR.value, _OVERWRITE.value)
-  except (UserError, OSError) as e:
-    cli.fail(PROG, str(e))
+  trained = trained_lib.load(f.model.model_dir.value,
+                             f.model.checkpoint.value)
+  path = serving.export(trained, f.export_dir.value, f.overwrite.value)
   logging.info("exported %s as %s", trained.path, path)
 
 
+COMMAND = cli.Command(PROG, define_flags, main)
+
+
 def run():
-  app.run(main, flags_parser=cli.flags_parser(PROG))
+  cli.run_command(COMMAND)
 
 
 if __name__ == "__main__":

@@ -19,6 +19,21 @@ import numpy as np
 NAMES = ("templates", "confusion", "reliability", "mistakes")
 
 
+def draw_all(analysis, kernel: np.ndarray, images: np.ndarray,
+             image_shape: Sequence[int]) -> Dict[str, bytes]:
+  """Every figure as PNG bytes, by name, from one metrics.Analysis of the
+  test split, the model's kernel [D, K] and the split's images [N, D]."""
+  names = analysis.class_names
+  images = images.reshape(-1, *image_shape)
+  return {
+      "templates": templates(kernel, image_shape, names),
+      "confusion": confusion(analysis.confusion, names),
+      "reliability": reliability(analysis.reliability, analysis.ece),
+      "mistakes": mistakes(images, analysis.labels, analysis.probabilities,
+                           names),
+  }
+
+
 def _pyplot():
   import matplotlib
   matplotlib.use("Agg")  # files only, never a window

@@ -36,13 +36,3 @@ class StopRequest:
     finally:
       for s, handler in previous.items():
         signal.signal(s, handler)
-
-
-class Interrupted(Exception):
-  """Raised by the loop after it saved its state on a stop signal."""
-
-  def __init__(self, signum: int, checkpoint: Optional[str]):
-    super().__init__(
-        f"stopped by {signal.Signals(signum).name} after saving "
-        f"{checkpoint or 'nothing (no --model_dir)'}")
-    self.exit_code = 128 + signum

@@ -1,9 +1,36 @@
 """Evaluation beyond loss and accuracy: probabilities, the confusion matrix,
-per-class precision / recall / F1, and calibration (ECE), in NumPy."""
+per-class precision / recall / F1, and calibration (ECE), in NumPy.
 
-from typing import Dict, List
+`analyze` computes them once; `evaluate` prints them and the figures draw
+them.
+"""
+
+from typing import Dict, List, NamedTuple, Sequence
 
 import numpy as np
+
+
+class Analysis(NamedTuple):
+  """What a model's logits on one split show, beyond loss and accuracy."""
+
+  probabilities: np.ndarray  # [N, C]
+  labels: np.ndarray  # [N]
+  predictions: np.ndarray  # [N], the most probable class
+  class_names: Sequence[str]
+  confusion: np.ndarray  # [true, predicted] counts
+  per_class: List[Dict[str, object]]  # precision, recall, f1, support
+  ece: float
+  reliability: List[Dict]  # the calibration table, one row per bin
+
+
+def analyze(logits: np.ndarray, labels, class_names) -> Analysis:
+  probs = probabilities(logits)
+  labels = np.asarray(labels)
+  predictions = probs.argmax(axis=1)
+  confusion = confusion_matrix(labels, predictions, len(class_names))
+  ece, table = calibration(probs, labels)
+  return Analysis(probs, labels, predictions, tuple(class_names), confusion,
+                  per_class(confusion, class_names), ece, table)
 
 
 def probabilities(logits: np.ndarray) -> np.ndarray:

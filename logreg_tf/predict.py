@@ -10,8 +10,8 @@ the others are still predicted, and the exit status is 1 at the end.
 import json
 import os
 import sys
+import types
 
-from absl import app
 from absl import flags
 
 from logreg_tf import cli
@@ -20,23 +20,31 @@ from logreg_tf.errors import DataError, UserError
 PROG = "logreg-predict"
 _SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".bmp")
 
-_MODEL = cli.define_checkpoint_flags("used", required=False)
-_SAVED_MODEL = flags.DEFINE_string(
-    "saved_model", None, "An exported SavedModel (EXPORT_DIR/<version>) "
-    "instead of a checkpoint.")
-_PREPROCESS = flags.DEFINE_enum(
-    "preprocess", "none", ["none", "mnist"],
-    "none: resize to the model's input; mnist: what MNIST did to its digits "
-    "(light ink on black, fitted in 20x20, centred by mass in 28x28; a light "
-    "background is inverted), for photos of handwritten digits.")
-_OUTPUT_JSON = flags.DEFINE_string("output_json", None,
-                                   "Also write the predictions here.")
-_BATCH = flags.DEFINE_integer("batch_size", 256, "Images per model call.",
-                              lower_bound=1)
-flags.register_multi_flags_validator(
-    ["model_dir", "checkpoint", "saved_model"],
-    lambda d: sum(bool(v) for v in d.values()) == 1,
-    message="give one of --model_dir, --checkpoint or --saved_model")
+
+def define_flags(fv: flags.FlagValues) -> types.SimpleNamespace:
+  f = types.SimpleNamespace(
+      model=cli.define_checkpoint_flags(fv, "used", required=False),
+      saved_model=flags.DEFINE_string(
+          "saved_model", None, "An exported SavedModel "
+          "(EXPORT_DIR/<version>) instead of a checkpoint.", flag_values=fv),
+      preprocess=flags.DEFINE_enum(
+          "preprocess", "none", ["none", "mnist"],
+          "none: resize to the model's input; mnist: what MNIST did to its "
+          "digits (light ink on black, fitted in 20x20, centred by mass in "
+          "28x28; a light background is inverted), for photos of "
+          "handwritten digits.", flag_values=fv),
+      output_json=flags.DEFINE_string(
+          "output_json", None, "Also write the predictions here.",
+          flag_values=fv),
+      batch_size=flags.DEFINE_integer(
+          "batch_size", 256, "Images per model call.", lower_bound=1,
+          flag_values=fv))
+  flags.register_multi_flags_validator(
+      ["model_dir", "checkpoint", "saved_model"],
+      lambda d: sum(bool(v) for v in d.values()) == 1,
+      message="give one of --model_dir, --checkpoint or --saved_model",
+      flag_values=fv)
+  return f
 
 
 def image_paths(args):
@@ -111,38 +119,38 @@ def _line(p) -> str:
   return f"{p['file']}\t{p['class']}\t{p['probability']:.4f}\ttop 3: {top}\n"
 
 
-def main(argv) -> None:
+def main(f, argv) -> int:
+  """Prints a line per image; returns 1 when an image could not be read."""
   paths = image_paths(argv[1:])
   if not paths:
-    cli.fail(PROG, "give image files or directories to predict")
+    raise cli.UsageError("give image files or directories to predict")
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
-  try:
-    serve, shape, names = classifier(_MODEL.model_dir.value,
-                                     _MODEL.checkpoint.value,
-                                     _SAVED_MODEL.value)
-    if _PREPROCESS.value == "mnist" and tuple(shape) != (28, 28, 1):
-      raise UserError(f"--preprocess=mnist makes 28x28x1 digits; this model "
-                      f"takes {'x'.join(map(str, shape))} images")
-    predictions, failures = predict(paths, serve, shape, names,
-                                    _PREPROCESS.value, _BATCH.value)
-  except UserError as e:
-    cli.fail(PROG, str(e), e.exit_code)
+  serve, shape, names = classifier(f.model.model_dir.value,
+                                   f.model.checkpoint.value,
+                                   f.saved_model.value)
+  if f.preprocess.value == "mnist" and tuple(shape) != (28, 28, 1):
+    raise UserError(f"--preprocess=mnist makes 28x28x1 digits; this model "
+                    f"takes {'x'.join(map(str, shape))} images")
+  predictions, failures = predict(paths, serve, shape, names,
+                                  f.preprocess.value, f.batch_size.value)
   for p in predictions:
     sys.stdout.write(_line(p))
   for path, reason in failures:
     sys.stderr.write(f"{PROG}: error: {reason}\n")
-  if _OUTPUT_JSON.value:
+  if f.output_json.value:
     from logreg_tf.rundir import durable
-    durable.write_text(_OUTPUT_JSON.value, json.dumps(
+    durable.write_text(f.output_json.value, json.dumps(
         {"predictions": predictions,
-         "failures": [{"file": f, "error": r} for f, r in failures]},
+         "failures": [{"file": p, "error": r} for p, r in failures]},
         indent=2) + "\n")
-  if failures:
-    sys.exit(1)
+  return 1 if failures else 0
+
+
+COMMAND = cli.Command(PROG, define_flags, main, positional=True)
 
 
 def run():
-  app.run(main, flags_parser=cli.flags_parser(PROG, positional=True))
+  cli.run_command(COMMAND)
 
 
 if __name__ == "__main__":

@@ -2,10 +2,9 @@
 predict.py calls on a checkpoint, so both classify the same way."""
 
 import os
-import shutil
-import tempfile
 
-from logreg_tf.errors import UserError
+from logreg_tf.errors import StorageError, UserError, reason
+from logreg_tf.rundir import durable
 
 
 def served_module(trained):
@@ -65,17 +64,12 @@ def export(trained, export_dir: str, overwrite: bool = False) -> str:
   if os.path.exists(target) and not overwrite:
     raise UserError(f"{target} exists; pass --overwrite to replace it, or "
                     "use another --export_dir")
-  os.makedirs(export_dir, exist_ok=True)
   module = served_module(trained)
-  tmp = tempfile.mkdtemp(prefix=f".{version}-", dir=export_dir)
-  try:
-    tf.saved_model.save(module, tmp, signatures={
-        "serving_default": module.serve_images,
-        "features": module.serve_features})
-    os.chmod(tmp, 0o755)  # mkdtemp's 0700 would keep a server out
-    if os.path.exists(target):
-      shutil.rmtree(target)
-    os.replace(tmp, target)
-  finally:
-    shutil.rmtree(tmp, ignore_errors=True)
+  with durable.replacing(target) as tmp:
+    try:
+      tf.saved_model.save(module, tmp, signatures={
+          "serving_default": module.serve_images,
+          "features": module.serve_features})
+    except tf.errors.OpError as e:
+      raise StorageError(f"cannot write {target}: {reason(e)}") from e
   return target

@@ -15,7 +15,7 @@ of the gradient product are computed while it is in the cache, so X is read
 from memory once per step, and nothing else of its size is made.
 """
 
-from typing import NamedTuple, Optional
+from typing import NamedTuple, Optional, Protocol, Tuple
 
 import keras
 import tensorflow as tf
@@ -80,6 +80,23 @@ def gradient_sums(model, head, blocks) -> GradientSums:
                       tf.add_n(bias_parts))
 
 
+def normalised(sums: GradientSums, inv_n, model, l2: float,
+               penalty_weight=1.0):
+  """The objective and its gradient [kernel, (bias)] from sums over n rows:
+  each sum times `inv_n` (1 / n), plus the 0.5 * l2 * ||W||^2 term, whose
+  gradient l2 * W is added `penalty_weight` times (a replica other than the
+  first adds it 0 times: the replicas' parts are summed)."""
+  loss = sums.loss * inv_n
+  grad_kernel = tf.transpose(sums.kernel) * inv_n
+  if l2:
+    loss += l2_penalty(model, l2)
+    grad_kernel += penalty_weight * l2 * tf.convert_to_tensor(model.kernel)
+  grads = [grad_kernel]
+  if model.bias is not None:
+    grads.append(sums.bias * inv_n)
+  return loss, grads
+
+
 def weights_finite(model) -> tf.Tensor:
   """Whether every trainable weight is finite (the divergence check)."""
   ok = tf.constant(True)
@@ -100,6 +117,22 @@ def sgd(learning_rate: float, schedule: str = "constant",
   else:
     raise ValueError(f"schedule={schedule!r}: expected constant or linear")
   return keras.optimizers.SGD(learning_rate=rate)
+
+
+class StepFunctions(Protocol):
+  """What the loop calls: `Steps` here, `ReplicatedSteps` under a strategy.
+  (x, y) are always a whole split."""
+
+  model: keras.layers.Dense
+  head: object
+  optimizer: keras.optimizers.SGD
+
+  def train_epoch(self, x, y, epoch) -> EpochResult: ...
+
+  def train_epoch_and_eval(self, x, y, epoch, x_test,
+                           y_test) -> Tuple[EpochResult, EvalResult]: ...
+
+  def eval_step(self, x, y) -> EvalResult: ...
 
 
 class Steps:
@@ -141,16 +174,8 @@ class Steps:
     """The objective and its gradient by [kernel, (bias)] on (x, y)."""
     sums = gradient_sums(self.model, self.head,
                          row_blocks(x, y, self.block_rows))
-    inv_n = 1.0 / tf.cast(tf.shape(x)[0], x.dtype)
-    loss = sums.loss * inv_n
-    grad_kernel = tf.transpose(sums.kernel) * inv_n
-    if self.l2:
-      loss += l2_penalty(self.model, self.l2)
-      grad_kernel += self.l2 * tf.convert_to_tensor(self.model.kernel)
-    grads = [grad_kernel]
-    if self.model.bias is not None:
-      grads.append(sums.bias * inv_n)
-    return loss, grads
+    return normalised(sums, 1.0 / tf.cast(tf.shape(x)[0], x.dtype),
+                      self.model, self.l2)
 
   def _train_step(self, x, y):
     """One SGD update on (x, y); returns the objective before it."""

@@ -10,7 +10,6 @@ import os
 import platform
 import time
 
-from absl import flags
 import numpy as np
 import tensorflow as tf
 
@@ -129,8 +128,11 @@ def products_ms(tensors, k):
   return out
 
 
-def target_1(m, info, tensors, arrays, repeats, epochs, skip_keras):
-  """Tutorial protocol, interleaved; steady state excludes the first epoch."""
+def target_1(m, info, tensors, arrays, repeats, epochs, skip_keras,
+             check_epochs=500):
+  """Tutorial protocol, interleaved; steady state excludes the first epoch.
+  The final weights are compared with the plain loop's after
+  `check_epochs`."""
   runs = {"logreg_tf": [], "plain TF2 (tape)": [], "NumPy reference": []}
   if not skip_keras:
     runs["Keras fit (NumPy arrays)"] = []
@@ -147,9 +149,9 @@ def target_1(m, info, tensors, arrays, repeats, epochs, skip_keras):
         t = baselines.keras_fit_epoch_times(*arrays, LR, epochs)[0]
       first[name].append(t[0])
       runs[name].append(float(np.median(t[1:])))
-  # Same math: 500 epochs each, final weights side by side.
-  _, steps, ours_metrics = ours_epochs(info, tensors, 500)
-  _, plain, plain_acc = plain_epochs(tensors, 500)
+  # Same math: the same epochs each, final weights side by side.
+  _, steps, ours_metrics = ours_epochs(info, tensors, check_epochs)
+  _, plain, plain_acc = plain_epochs(tensors, check_epochs)
   w_ours = steps.model.kernel.numpy()
   w_plain = plain.w.numpy()
   diff = float(np.max(np.abs(w_ours - w_plain)) / np.max(np.abs(w_plain)))
@@ -168,9 +170,7 @@ def target_1(m, info, tensors, arrays, repeats, epochs, skip_keras):
 
 
 def fast_config():
-  flags.FLAGS(["benchmark", f"--flagfile={REPO}/configs/fast.cfg"],
-              known_only=True)
-  return train.config_from_flags()
+  return train.configs_from_argv([f"--flagfile={REPO}/configs/fast.cfg"])[0]
 
 
 def ours_to(target, config, info, tensors, steps=None):
@@ -218,13 +218,13 @@ def target_2(info, tensors, arrays, repeats, target=0.92):
           "reached": reached, "config": str(config)}
 
 
-def target_5(info, tensors, repeats):
+def target_5(info, tensors, repeats, epochs=30):
   sizes = (10_000, 20_000, 40_000, 60_000)
   per = {n: [] for n in sizes}
   traces = []
   for _ in range(repeats):
     for n in sizes:
-      times, steps, _ = ours_epochs(info, tensors, 30, n=n)
+      times, steps, _ = ours_epochs(info, tensors, epochs, n=n)
       per[n].append(float(np.median(times[1:])))
       traces.append(
           steps.train_epoch_and_eval.experimental_get_tracing_count())

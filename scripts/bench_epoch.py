@@ -18,14 +18,14 @@ import tensorflow as tf
 from bench_compute import LR, stats, timed
 from logreg_tf import loop
 from logreg_tf.rundir import checkpoints, durable
-from logreg_tf.config import RunConfig, Storage
-from logreg_tf.model import num_outputs
+from logreg_tf.config import RunConfig, Storage, describe
+from logreg_tf.rundir.outputs import ChiefOutputs
 from logreg_tf.rundir.summaries import Reporter
 from logreg_tf.rundir.workdir import ModelDir
 
 
 def _checkpointer(steps, config, info, root, keep=3):
-  spec = checkpoints.run_spec(config, info, num_outputs(info.num_classes))
+  spec = describe(config, info)
   ckpt = checkpoints.Checkpointer(ModelDir(root), steps.model,
                                   steps.optimizer, spec, keep)
   ckpt.restore()
@@ -78,7 +78,7 @@ def itemize(info, tensors, directory, epochs=60, checkpoint_every=10):
           timed(lambda: reporter.report(1, metrics), epochs))
     reporter.close()
     ckpt = _checkpointer(steps, config, info, os.path.join(root, "c"))
-    save = stats(_save_times(ckpt, 10))
+    save = stats(_save_times(ckpt, min(10, epochs)))
     out[f"checkpoint save on the loop's thread / {checkpoint_every} (one "
         f"every {checkpoint_every} epochs; written in the background)"] = {
             k: v / checkpoint_every for k, v in save.items()}
@@ -111,21 +111,32 @@ def _save_times(ckpt, repeats):
   return times
 
 
+class _Timed:
+  """The command's own outputs, with a timestamp after each report."""
+
+  def __init__(self, outputs, times):
+    self._outputs, self._times = outputs, times
+
+  def __getattr__(self, name):
+    return getattr(self._outputs, name)
+
+  def report(self, epoch, values, events=True):
+    self._outputs.report(epoch, values, events)
+    self._times.append(time.perf_counter())
+
+
 def _loop_epochs(config, info, tensors, root, checkpoint_every):
-  """Per-epoch seconds of the command's own loop, `Run.epochs`."""
+  """Per-epoch seconds of the command's own loop: a `Run` built as
+  train_and_evaluate builds it, with the chief's outputs in `root`."""
   storage = Storage(model_dir=root, checkpoint_every=checkpoint_every)
   steps = loop.build(config, info, int(tensors[0].shape[0]))
+  train_loss = tf.Variable(float("nan"), trainable=False)
   times = []
-  run = loop.Run(config, storage, tensors, steps, None)
-  run.reporter = Reporter(root, config.num_epochs)
-  run.ckpt = _checkpointer(steps, config, info, root)
-  original = run.reporter.report
-
-  def report(epoch, metrics):
-    original(epoch, metrics)
-    times.append(time.perf_counter())
-  run.reporter.report = report
-  with mock.patch.object(logging, "info"):
-    run.epochs(0)
-  run.reporter.close()
+  with ModelDir(root).locked() as model_dir:
+    outputs = ChiefOutputs(model_dir, config, storage, info, {}, steps.model,
+                           steps.optimizer, train_loss)
+    run = loop.Run(config, tensors, steps, _Timed(outputs, times),
+                   train_loss=train_loss)
+    with mock.patch.object(logging, "info"):
+      run.train()
   return [b - a for a, b in zip(times[1:], times[2:])]

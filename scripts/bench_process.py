@@ -44,12 +44,15 @@ def _commands(epochs, scratch):
   }
 
 
-def per_step(rounds, epochs=200):
-  """ms per full-batch step of each command, median of `rounds`."""
+def per_step(rounds, epochs=200, warm=True, names=None):
+  """ms per full-batch step of each command (those `names`; None: all),
+  median of `rounds`."""
+  os.makedirs(os.path.join(REPO, "bench-results"), exist_ok=True)
   with tempfile.TemporaryDirectory(dir=os.path.join(REPO, "bench-results")) \
       as scratch:
-    commands = _commands(epochs, scratch)
-    for make in commands.values():  # warm the data cache and the disk
+    commands = {name: make for name, make in _commands(epochs, scratch).items()
+                if names is None or name in names}
+    for make in commands.values() if warm else ():  # the data cache, disk
       _seconds(make(1))
     out = {name: [] for name in commands}
     for _ in range(rounds):
@@ -58,33 +61,35 @@ def per_step(rounds, epochs=200):
         many = _seconds(make(epochs + 1))
         out[name].append((many - one) / epochs)
   med = {k: float(np.median(v)) for k, v in out.items()}
-  plain = med["plain TF2 (tape)"]
+  plain = med.get("plain TF2 (tape)", float("nan"))
   return {"per_step_s": out, "median_ms": {k: v * 1e3 for k, v in med.items()},
-          "over_plain": {k: v / plain for k, v in med.items()}}
+          "over_plain": {k: v / plain for k, v in med.items()},
+          "epochs": epochs}
 
 
-def predict_throughput(info, data_module, rounds):
+def predict_throughput(info, data_module, rounds, train_model, count=10_000):
   """Images per second of `python -m logreg_tf.predict` on a directory of
-  10,000 PNGs (the test split), whole commands: (T(10,000) - T(1)) / 9,999.
+  `count` PNGs (the test split), whole commands:
+  (T(count) - T(1)) / (count - 1). `train_model(model_dir)` trains the
+  model they use.
   """
   import tensorflow as tf
   root = os.path.join(REPO, "bench-results", "predict")
-  pngs = os.path.join(root, "pngs")
-  if len(os.listdir(pngs) if os.path.isdir(pngs) else []) < 10_000:
+  pngs = os.path.join(root, f"pngs-{count}")
+  if len(os.listdir(pngs) if os.path.isdir(pngs) else []) < count:
     os.makedirs(pngs, exist_ok=True)
     test = data_module.test_images.reshape(-1, *info.image_shape)
-    for i, image in enumerate(test[:10_000]):
+    for i, image in enumerate(test[:count]):
       tf.io.write_file(os.path.join(pngs, f"{i:05d}.png"),
                        tf.io.encode_png(image))
   model_dir = os.path.join(root, "model")
-  _seconds(TRAIN + ["--flagfile=configs/smoke.cfg", f"--model_dir={model_dir}",
-                    "--fresh"])
+  train_model(model_dir)
   predict = [sys.executable, "-m", "logreg_tf.predict",
              f"--model_dir={model_dir}"]
   one, many = [], []
   for _ in range(rounds):
     one.append(_seconds(predict + [os.path.join(pngs, "00000.png")]))
     many.append(_seconds(predict + [pngs]))
-  per_image = (np.median(many) - np.median(one)) / 9_999
+  per_image = (np.median(many) - np.median(one)) / (count - 1)
   return {"images_per_second": 1 / per_image, "one_image_s": one,
-          "ten_thousand_s": many}
+          "all_images_s": many, "images": count}

@@ -59,9 +59,10 @@ def _rows(title, stats_by_name, unit="ms", scale=1e3):
           for name, s in stats_by_name.items()]
 
 
-def itemized(r):
+def itemized(r, epochs):
   lines = ["", "One displayed epoch of the tutorial protocol with a model "
-           "directory, part by part (median [min, max] over 60 epochs):", "",
+           f"directory, part by part (median [min, max] over {epochs} "
+           "epochs):", "",
            "| part | ms |", "| --- | --- |"]
   for name, s in r.items():
     if s["min"] != s["min"]:  # a difference: no spread
@@ -72,9 +73,11 @@ def itemized(r):
 
 
 def whole_command(r):
-  lines = ["", "Per full-batch step as whole commands, (T(201 epochs) - "
-           "T(1)) / 200, lr 0.5, --display_step equal to the epochs, median "
-           "of the rounds:", "", "| command | ms per step | over plain TF2 |",
+  n = r["epochs"]
+  lines = ["", f"Per full-batch step as whole commands, (T({n + 1} epochs) "
+           f"- T(1)) / {n}, lr 0.5, --display_step equal to the epochs, "
+           "median of the rounds:", "",
+           "| command | ms per step | over plain TF2 |",
            "| --- | --- | --- |"]
   for name, ms in r["median_ms"].items():
     rounds = ", ".join(f"{v * 1e3:.2f}" for v in r["per_step_s"][name])
@@ -96,15 +99,15 @@ def table(results):
     parts.append("\n".join(_rows("checkpoint save (MNIST model)",
                                   results["checkpoint_save"])))
   if "itemized" in results:
-    parts.append(itemized(results["itemized"]))
+    parts.append(itemized(results["itemized"], results["itemized_epochs"]))
   if "whole_command" in results:
     parts.append(whole_command(results["whole_command"]))
   if "predict" in results:
     r = results["predict"]
     parts.append(
-        f"\npredict, whole commands on a directory of 10,000 PNGs: "
-        f"{r['images_per_second']:.0f} images per second ((T(10,000) - "
-        f"T(1)) / 9,999; T(10,000) "
-        + ", ".join(f"{t:.2f}" for t in r["ten_thousand_s"]) + " s, T(1) "
+        f"\npredict, whole commands on a directory of {r['images']:,} PNGs: "
+        f"{r['images_per_second']:.0f} images per second ((T({r['images']:,})"
+        f" - T(1)) / {r['images'] - 1:,}; T({r['images']:,}) "
+        + ", ".join(f"{t:.2f}" for t in r["all_images_s"]) + " s, T(1) "
         + ", ".join(f"{t:.2f}" for t in r["one_image_s"]) + " s)")
   return "\n".join(parts)

@@ -9,6 +9,11 @@ Five targets (see README, "Speed and memory"):
   4. peak resident memory of the tutorial run (<= 1.0 GB);
   5. time per epoch linear in the number of examples; no retracing.
 Runs are interleaved and repeated; the table shows median [min, max].
+
+`--quick` runs every section once on small budgets (one repeat, a few
+epochs, 100 PNGs, no warm-up runs, no Keras fit), in about a minute: the
+test suite runs it so that the benchmark cannot rot. Its figures are not
+measurements.
 """
 
 import os
@@ -18,6 +23,7 @@ import datetime
 import json
 import subprocess
 import time
+from typing import NamedTuple, Optional, Tuple
 
 from absl import app, flags
 import numpy as np
@@ -29,9 +35,9 @@ import bench_distribute
 import bench_epoch
 import bench_process
 import bench_table
-from logreg_tf import data, loop
+from logreg_tf import data, loop, train
 from logreg_tf.data import cache
-from logreg_tf.config import RunConfig, Storage
+from logreg_tf.config import DataSpec, RunConfig, Storage
 
 _REPEATS = flags.DEFINE_integer("repeats", 3, "Interleaved repeats.")
 _EPOCHS = flags.DEFINE_integer("epochs", 60, "Timed full-batch epochs a run.")
@@ -53,6 +59,31 @@ _SECTIONS = flags.DEFINE_list(
     "(2 workers against one process, mirrored against one device).")
 _IDX_DIR = flags.DEFINE_string("bench_idx_dir", None, "IDX files instead of "
                                "TFDS (TFDS_DATA_DIR) for the data.")
+_QUICK = flags.DEFINE_bool(
+    "quick", False, "Every section once on small budgets, to check that the "
+    "benchmark runs (its figures are not measurements).")
+_PLAIN_EPOCHS = flags.DEFINE_integer(
+    "plain_epochs", 500, "Internal: epochs of --plain_tutorial_only.")
+
+
+class Budget(NamedTuple):
+  """How much each section measures."""
+  check_epochs: int = 500  # target 1: epochs before the weights are compared
+  tutorial_epochs: int = 500  # target 4: the runs whose peak memory counts
+  linear_epochs: int = 30  # target 5: epochs per training-set size
+  saves: int = 30  # checkpoint saves timed
+  whole_epochs: int = 200  # whole_command: T(N + 1) - T(1) over N epochs
+  pngs: int = 10_000  # predict: images in the directory
+  whole_commands: Optional[Tuple[str, ...]] = None  # None: all three
+  distribute_epochs: int = 100  # MNIST set-ups; the 999-row ones run 10x
+  distribute_mnist: bool = True  # the MNIST set-ups too (not only 999 rows)
+  warm: bool = True  # warm-up runs (data cache, page cache) before timing
+
+
+QUICK = Budget(check_epochs=10, tutorial_epochs=3, linear_epochs=3, saves=3,
+               whole_epochs=3, pngs=100,
+               whole_commands=("logreg_tf",),
+               distribute_epochs=3, distribute_mnist=False, warm=False)
 
 REPO = bc.REPO
 stats = bc.stats
@@ -85,9 +116,10 @@ TRAIN = [sys.executable, "-m", "logreg_tf.train"]
 TUTORIAL = [f"--flagfile={REPO}/configs/tutorial.cfg"]
 
 
-def target_3(repeats):
+def target_3(repeats, warm=True):
   """Whole-process times: `import tensorflow` vs a 1-epoch tutorial run."""
-  _run(TRAIN + TUTORIAL + ["--num_epochs=1"])  # fills the data cache
+  if warm:
+    _run(TRAIN + TUTORIAL + ["--num_epochs=1"])  # fills the data cache
   rows = {"python -c 'import tensorflow'": [], "logreg_tf, 1 epoch": []}
   for _ in range(repeats):
     rows["python -c 'import tensorflow'"].append(
@@ -100,17 +132,17 @@ def target_3(repeats):
   return out
 
 
-def target_4():
-  seconds, peak, status = _run(TRAIN + TUTORIAL)
+def target_4(epochs=500):
+  seconds, peak, status = _run(TRAIN + TUTORIAL + [f"--num_epochs={epochs}"])
   plain = _run([sys.executable, os.path.join(REPO, "scripts", "benchmark.py"),
-                "--plain_tutorial_only"])
+                "--plain_tutorial_only", f"--plain_epochs={epochs}"])
   return {"logreg_tf_peak_GB": peak / 1e9, "logreg_tf_seconds": seconds,
           "status": status, "plain_tf2_peak_GB": plain[1] / 1e9}
 
 
 def _mnist():
   """The same data for every measurement: IDX files, or TFDS via the cache."""
-  return loop.load_data(RunConfig(), Storage(
+  return data.load_selected(DataSpec(), Storage(
       idx_dir=_IDX_DIR.value,
       cache_dir=None if _IDX_DIR.value else cache.default_dir()))
 
@@ -125,12 +157,20 @@ def load():
   return mnist.info, arrays, data.to_tensors(mnist)
 
 
+def train_smoke(model_dir):
+  """configs/smoke.cfg into `model_dir`, in this process: predict's model."""
+  config, _ = train.configs_from_argv([f"--flagfile={REPO}/configs/smoke.cfg"])
+  loop.train_and_evaluate(config, Storage(
+      model_dir=model_dir, fresh=True, idx_dir=_IDX_DIR.value,
+      cache_dir=None if _IDX_DIR.value else cache.default_dir()))
+
+
 def plain_tutorial_only():
   mnist = _mnist()
   to_x = lambda a: tf.cast(tf.constant(a), tf.float32) / 255.0  # the usual way
   bc.plain_epochs((to_x(mnist.train_images), tf.constant(mnist.train_labels),
-                to_x(mnist.test_images), tf.constant(mnist.test_labels)),
-               500, lr=0.05)
+                   to_x(mnist.test_images), tf.constant(mnist.test_labels)),
+                  _PLAIN_EPOCHS.value, lr=0.05)
 
 
 def plain_steps(steps):
@@ -153,30 +193,43 @@ def main(argv):
   if _PLAIN_STEPS.value is not None:
     plain_steps(_PLAIN_STEPS.value)
     return
+  quick = _QUICK.value
+  budget = QUICK if quick else Budget()
+  repeats = 1 if quick else _REPEATS.value
+  epochs = 4 if quick else _EPOCHS.value
   info, arrays, tensors = load()
   results = {"date": datetime.date.today().isoformat(),
-             "machine": bc.machine()}
+             "machine": bc.machine(), "quick": quick, "section_seconds": {}}
   # On the disk the runs write to (runs/ and bench-results/ are beside it).
   scratch = os.path.join(REPO, "bench-results")
-  if "targets" in _SECTIONS.value:
-    results["target_1"] = bc.target_1(results["machine"], info, tensors,
-                                      arrays, _REPEATS.value, _EPOCHS.value,
-                                      _SKIP_KERAS.value)
-    results["target_2"] = bc.target_2(info, tensors, arrays, _REPEATS.value)
-    results["target_3"] = target_3(_REPEATS.value)
-    results["target_4"] = target_4()
-    results["target_5"] = bc.target_5(info, tensors, _REPEATS.value)
-    results["checkpoint_save"] = bench_epoch.checkpoint_save_ms(info,
-                                                                scratch)
-  if "itemized" in _SECTIONS.value:
-    results["itemized"] = bench_epoch.itemize(info, tensors, scratch)
-  if "whole_command" in _SECTIONS.value:
-    results["whole_command"] = bench_process.per_step(_REPEATS.value)
-  if "predict" in _SECTIONS.value:
-    results["predict"] = bench_process.predict_throughput(
-        info, _mnist(), _REPEATS.value)
-  if "distribute" in _SECTIONS.value:
-    results["distribute"] = bench_distribute.scaling(_REPEATS.value)
+  sections = {
+      "targets": {
+          "target_1": lambda: bc.target_1(
+              results["machine"], info, tensors, arrays, repeats, epochs,
+              _SKIP_KERAS.value or quick, budget.check_epochs),
+          "target_2": lambda: bc.target_2(info, tensors, arrays, repeats),
+          "target_3": lambda: target_3(repeats, budget.warm),
+          "target_4": lambda: target_4(budget.tutorial_epochs),
+          "target_5": lambda: bc.target_5(info, tensors, repeats,
+                                          budget.linear_epochs),
+          "checkpoint_save": lambda: bench_epoch.checkpoint_save_ms(
+              info, scratch, budget.saves)},
+      "itemized": {"itemized": lambda: bench_epoch.itemize(
+          info, tensors, scratch, epochs)},
+      "whole_command": {"whole_command": lambda: bench_process.per_step(
+          repeats, budget.whole_epochs, budget.warm, budget.whole_commands)},
+      "predict": {"predict": lambda: bench_process.predict_throughput(
+          info, _mnist(), repeats, train_smoke, budget.pngs)},
+      "distribute": {"distribute": lambda: bench_distribute.scaling(
+          repeats, budget.distribute_epochs, 10 * budget.distribute_epochs,
+          budget.warm, mnist=budget.distribute_mnist)},
+  }
+  results["itemized_epochs"] = epochs
+  for section in _SECTIONS.value:
+    for name, measure in sections[section].items():
+      start = time.perf_counter()
+      results[name] = measure()
+      results["section_seconds"][name] = time.perf_counter() - start
   text = bench_table.table(results)
   if "distribute" in results:
     text += "\n" + bench_distribute.table(results["distribute"])

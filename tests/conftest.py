@@ -1,6 +1,15 @@
-"""Shared fixtures: small IDX files, mocked TFDS, the offline MNIST."""
+"""Shared set-up and fixtures: small IDX files, mocked TFDS, the offline
+MNIST, absl's log lines.
+
+The whole session runs in one process with the CPU split into two logical
+devices, set up once before TensorFlow starts, so that the mirrored cases
+run in-process next to the one-device ones (which use the first device, as
+a command without a strategy does). Like the commands, the session makes
+TensorFlow deterministic.
+"""
 
 import gzip
+import logging
 import os
 import pathlib
 import struct
@@ -10,6 +19,32 @@ import pytest
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
+LOGICAL_CPUS = 2
+
+
+def pytest_configure(config):
+  del config
+  # What the commands under test see: quiet TensorFlow, decoded-data caches
+  # kept out of $HOME, and no TF_CONFIG but a test's own.
+  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+  os.environ["XDG_CACHE_HOME"] = str(REPO / ".pytest_cache" / "xdg")
+  os.environ.pop("TF_CONFIG", None)
+  import tensorflow as tf
+  cpu = tf.config.list_physical_devices("CPU")[0]
+  tf.config.set_logical_device_configuration(
+      cpu, [tf.config.LogicalDeviceConfiguration()] * LOGICAL_CPUS)
+  tf.config.experimental.enable_op_determinism()
+
+
+@pytest.fixture
+def info_logs(caplog):
+  """The absl INFO lines the code logs (absl's own level restored after)."""
+  from absl import logging as absl_logging
+  before = absl_logging.get_verbosity()
+  absl_logging.set_verbosity(absl_logging.INFO)
+  with caplog.at_level(logging.INFO):
+    yield caplog
+  absl_logging.set_verbosity(before)
 
 
 def write_idx(path, array: np.ndarray, compress: bool = False) -> str:
@@ -78,3 +113,33 @@ def mnist_info(**overrides):
                 image_shape=(28, 28, 1),
                 class_names=tuple(str(i) for i in range(10)))
   return DatasetInfo(**{**fields, **overrides})
+
+
+class SmallRuns:
+  """Runs trained once per session on small IDX data, in this process:
+  `softmax` (10 classes) and `binomial` (3 vs 8) model directories, and
+  `export`, the SavedModel base directory of the softmax run. Tests that
+  change a run work on a copy."""
+
+  EPOCHS = 6
+
+  def __init__(self, root: pathlib.Path):
+    from helpers import invoke
+    self.idx, self.arrays = make_idx_dir(root / "idx", n_train=200,
+                                         n_test=60)
+    common = [f"--idx_dir={self.idx}", f"--num_epochs={self.EPOCHS}",
+              "--batch_size=32", "--learning_rate=0.05"]
+    for name, extra in (("softmax", []), ("binomial", ["--classes=3,8"])):
+      model_dir = root / name
+      result = invoke("train", *common, f"--model_dir={model_dir}", *extra)
+      assert result.returncode == 0, result.stderr[-3000:]
+      setattr(self, name, str(model_dir))
+    self.export = str(root / "export")
+    result = invoke("export", f"--model_dir={self.softmax}",
+                    f"--export_dir={self.export}")
+    assert result.returncode == 0, result.stderr[-3000:]
+
+
+@pytest.fixture(scope="session")
+def small_runs(tmp_path_factory) -> SmallRuns:
+  return SmallRuns(tmp_path_factory.mktemp("small_runs"))

@@ -1,16 +1,82 @@
-"""Running the real command in a subprocess, and reading TensorBoard events."""
+"""Running the commands in this process or (where the process boundary is
+the point) in a subprocess, and reading what runs wrote."""
 
+import contextlib
 import glob
+import importlib
+import io
 import json
+import logging
 import os
 import subprocess
 import sys
 import time
+from typing import NamedTuple
 
+from absl import logging as absl_logging
 import numpy as np
 import tensorflow as tf
 
 from conftest import REPO
+from logreg_tf import cli
+
+
+class Result(NamedTuple):
+  """What a command run in this process did, as a subprocess shows it."""
+  returncode: int
+  stdout: str
+  stderr: str  # the one-line errors and the absl log messages, in order
+
+
+class _Lines(logging.Handler):
+  def __init__(self, stream):
+    super().__init__(logging.DEBUG)
+    self._stream = stream
+
+  def emit(self, record):
+    self._stream.write(record.getMessage() + "\n")
+
+
+def invoke(command, *args) -> Result:
+  """`python -m logreg_tf.COMMAND ARGS`, run in this process (cli.invoke):
+  its exit status, stdout, and stderr with the INFO log lines."""
+  module = importlib.import_module(f"logreg_tf.{command}")
+  out, err = io.StringIO(), io.StringIO()
+  handler = _Lines(err)
+  logger = logging.getLogger("absl")
+  verbosity = absl_logging.get_verbosity()
+  absl_logging.set_verbosity(absl_logging.INFO)
+  logger.addHandler(handler)
+  try:
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+      code = cli.invoke(module.COMMAND, [str(a) for a in args])
+  finally:
+    logger.removeHandler(handler)
+    absl_logging.set_verbosity(verbosity)
+  return Result(code, out.getvalue(), err.getvalue())
+
+
+def train(*args) -> Result:
+  return invoke("train", *args)
+
+
+# Flags that keep real data and the decoded-data cache from standing in for
+# tfds.testing.mock_data in a command run in this process (TFDS reads
+# TFDS_DATA_DIR once, when it is imported).
+NO_REAL_DATA = ("--data_dir=/nonexistent/tfds", "--cache_dir=")
+
+
+def mocked_train(num_examples, *args) -> Result:
+  """`logreg-train ARGS` in this process on TFDS's mock data."""
+  import tensorflow_datasets as tfds
+  with tfds.testing.mock_data(num_examples=num_examples):
+    return train(*args, *NO_REAL_DATA)
+
+
+def parse_train(*argv):
+  """(RunConfig, Storage) of `logreg-train ARGV`, parsed on fresh flags."""
+  from logreg_tf import train as train_lib
+  return train_lib.configs_from_argv(list(argv))
 
 # The real command line, inside tfds.testing.mock_data (which only patches
 # the process it runs in).

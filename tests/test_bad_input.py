@@ -1,11 +1,17 @@
-"""Every user error: one line quoting the bad value, status 1, nothing left."""
+"""Every user error: one line quoting the bad value, status 1, nothing left.
+
+The tables run each command in this process (helpers.invoke: the same
+parser, main and one-line path as the program); a few rows run again as
+programs, where the process boundary (status, no traceback) is the point.
+"""
 
 import os
+import shutil
 
 import pytest
 
-from conftest import make_idx_dir
-from helpers import error_lines, run_cli, run_command
+from conftest import SmallRuns, make_idx_dir
+from helpers import error_lines, invoke, run_cli, run_command, train
 
 # (flags, text the one line must quote). {tmp} is a fresh directory, {file}
 # a file in it, {idx} a directory without IDX files, {mnist} one with small
@@ -59,7 +65,8 @@ CASES = [
 
 
 @pytest.mark.parametrize("args,quoted", CASES, ids=lambda v: str(v)[:40])
-def test_bad_input(tmp_path, args, quoted):
+def test_bad_input(tmp_path, monkeypatch, args, quoted):
+  monkeypatch.delenv("TF_CONFIG", raising=False)
   afile = tmp_path / "a_file"
   afile.write_text("x")
   empty = tmp_path / "empty"
@@ -72,8 +79,8 @@ def test_bad_input(tmp_path, args, quoted):
   args = [a.format(**subs) for a in args]
   if not any(a.startswith("--model_dir") for a in args):
     args.append(f"--model_dir={out}")  # must not appear after a failure
-  result = run_cli(*args, "--num_epochs=1" if "num_epochs" not in str(args)
-                   else "--seed=0")
+  result = train(*args, "--num_epochs=1" if "num_epochs" not in str(args)
+                 else "--seed=0")
   assert result.returncode == 1, result.stderr[-2000:]
   assert "Traceback" not in result.stderr
   lines = error_lines(result.stderr)
@@ -83,6 +90,7 @@ def test_bad_input(tmp_path, args, quoted):
   assert sorted(os.listdir(empty)) == []
 
 
+@pytest.mark.process
 def test_read_only_directory_for_a_normal_user(tmp_path):
   if os.geteuid() == 0:
     pytest.skip("root writes into a mode-555 directory; /proc covers root")
@@ -94,19 +102,31 @@ def test_read_only_directory_for_a_normal_user(tmp_path):
   assert "cannot write in" in line
 
 
+@pytest.mark.process
+@pytest.mark.parametrize("args,quoted", [
+    (["--learning_rate=0"], "--learning_rate=0.0"),
+    (["--idx_dir={tmp}/nowhere"], "nowhere' is not a directory")])
+def test_bad_input_as_a_program(tmp_path, args, quoted):
+  args = [a.format(tmp=tmp_path) for a in args]
+  result = run_cli(*args, f"--model_dir={tmp_path / 'out'}")
+  assert result.returncode == 1, result.stderr[-2000:]
+  assert "Traceback" not in result.stderr
+  (line,) = error_lines(result.stderr)
+  assert quoted.format(tmp=tmp_path) in line
+  assert not (tmp_path / "out").exists()
+
+
 @pytest.fixture(scope="module")
-def models(tmp_path_factory):
+def models(tmp_path_factory, small_runs):
   """Model directories: a good MNIST one, a damaged copy, an empty one, one
   of 16x12 images, and a PNG."""
-  import shutil
   import numpy as np
   from PIL import Image
   from conftest import write_idx
   root = tmp_path_factory.mktemp("models")
-  idx = make_idx_dir(root / "idx", n_train=40, n_test=20)[0]
+  idx = small_runs.idx
   good = root / "good"
-  assert run_cli(f"--idx_dir={idx}", f"--model_dir={good}",
-                 "--num_epochs=1").returncode == 0
+  shutil.copytree(small_runs.softmax, good)
   damaged = root / "damaged"
   shutil.copytree(good, damaged)
   for path in (damaged / "checkpoints").glob("*.data-*"):
@@ -119,10 +139,11 @@ def models(tmp_path_factory):
     write_idx(small / name, np.zeros(shape, np.uint8))
   write_idx(small / "train-labels-idx1-ubyte", np.arange(30) % 3)
   write_idx(small / "t10k-labels-idx1-ubyte", np.arange(10) % 3)
-  assert run_cli(f"--idx_dir={small}", f"--model_dir={root / 'small'}",
-                 "--dataset=glyphs", "--num_epochs=1").returncode == 0
+  assert train(f"--idx_dir={small}", f"--model_dir={root / 'small'}",
+               "--dataset=glyphs", "--num_epochs=1").returncode == 0
   Image.fromarray(np.zeros((28, 28), np.uint8)).save(root / "digit.png")
-  (root / "exported" / "1").mkdir(parents=True)
+  # An export of the good model's version exists already.
+  (root / "exported" / str(SmallRuns.EPOCHS)).mkdir(parents=True)
   return root, idx
 
 
@@ -141,7 +162,7 @@ COMMAND_CASES = [
     ("export", ["--model_dir={r}/damaged", "--export_dir={r}/out"],
      "no intact checkpoint"),
     ("export", ["--model_dir={r}/good", "--export_dir={r}/exported"],
-     "{r}/exported/1 exists; pass --overwrite"),
+     "{r}/exported/{v} exists; pass --overwrite"),
     ("predict", ["--model_dir={r}/empty", "{r}/digit.png"],
      "holds no checkpoint"),
     ("predict", ["--model_dir={r}/damaged", "{r}/digit.png"],
@@ -156,9 +177,9 @@ COMMAND_CASES = [
                          ids=lambda v: str(v)[:30])
 def test_bad_input_of_the_other_commands(models, command, args, quoted):
   root, idx = models
-  subs = {"r": root, "idx": idx}
+  subs = {"r": root, "idx": idx, "v": SmallRuns.EPOCHS}
   before = sorted(p.name for p in root.iterdir())
-  result = run_command(command, *[a.format(**subs) for a in args])
+  result = invoke(command, *[a.format(**subs) for a in args])
   assert result.returncode == 1, result.stderr[-2000:]
   assert "Traceback" not in result.stderr
   lines = [l for l in result.stderr.splitlines()
@@ -166,4 +187,22 @@ def test_bad_input_of_the_other_commands(models, command, args, quoted):
   assert len(lines) == 1, result.stderr[-2000:]
   assert quoted.format(**subs) in lines[0]
   assert sorted(p.name for p in root.iterdir()) == before  # nothing written
-  assert sorted(p.name for p in (root / "exported").iterdir()) == ["1"]
+  assert sorted(p.name for p in (root / "exported").iterdir()) == [
+      str(SmallRuns.EPOCHS)]
+
+
+@pytest.mark.process
+@pytest.mark.parametrize("command,args,quoted", [
+    case for case in COMMAND_CASES if case[0] != "evaluate"][::3],
+    ids=lambda v: str(v)[:30])
+def test_bad_input_of_the_other_programs(models, command, args, quoted):
+  # As programs: the status, one line and no traceback cross the process
+  # boundary (one row per command; evaluate's runs in test_evaluate).
+  root, idx = models
+  subs = {"r": root, "idx": idx}
+  result = run_command(command, *[a.format(**subs) for a in args])
+  assert result.returncode == 1, result.stderr[-2000:]
+  assert "Traceback" not in result.stderr
+  lines = [l for l in result.stderr.splitlines()
+           if l.startswith(f"logreg-{command}:")]
+  assert len(lines) == 1 and quoted.format(**subs) in lines[0], result.stderr

@@ -9,7 +9,7 @@ import pytest
 from logreg_tf import data
 
 from logreg_tf.data import cache
-from logreg_tf.config import RunConfig, Storage
+from logreg_tf.config import DataSpec, Storage
 from logreg_tf.data.dataset import Dataset
 
 from conftest import mnist_info
@@ -121,13 +121,14 @@ def test_unwritable_cache_costs_only_time(tmp_path):
 @pytest.mark.real_data
 def test_cache_hit_equals_decoding(shared_tfds_dir, tmp_path, monkeypatch):
   storage = Storage(data_dir=shared_tfds_dir, cache_dir=str(tmp_path / "c"))
-  decoded = data.load(RunConfig(), storage)
+  decoded = data.load(DataSpec(), storage)
   assert len(os.listdir(storage.cache_dir)) == 1
   # The second load must come from the cache, never from TFDS.
   def no_tfds(*args, **kwargs):
     raise AssertionError("TFDS was asked although the cache holds the data")
-  monkeypatch.setattr(data.tfds_source, "_read_split", no_tfds)
-  cached = data.load(RunConfig(), storage)
+  from logreg_tf.data import tfds as tfds_reader
+  monkeypatch.setattr(tfds_reader, "_read_split", no_tfds)
+  cached = data.load(DataSpec(), storage)
   assert cached.fingerprint() == decoded.fingerprint()
   assert cached.info == decoded.info
   assert cached.info.version == "3.0.1"

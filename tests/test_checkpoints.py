@@ -9,9 +9,8 @@ import tensorflow as tf
 from logreg_tf import loop
 
 from logreg_tf.rundir import checkpoints
-from logreg_tf.config import RunConfig
+from logreg_tf.config import RunConfig, describe
 from logreg_tf.errors import UserError
-from logreg_tf.model import num_outputs
 from logreg_tf.rundir.workdir import ModelDir
 
 from conftest import mnist_info
@@ -21,7 +20,7 @@ def _checkpointer(model_dir, keep=3, info=None, **overrides):
   config = RunConfig(**overrides)
   info = info or mnist_info()
   steps = loop.build(config, info, num_train=100)
-  spec = checkpoints.run_spec(config, info, num_outputs(info.num_classes))
+  spec = describe(config, info)
   ckpt = checkpoints.Checkpointer(ModelDir(str(model_dir)), steps.model,
                                   steps.optimizer, spec, keep)
   return ckpt, steps.model, steps.optimizer

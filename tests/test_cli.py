@@ -7,16 +7,15 @@ import os
 import re
 import time
 
-from absl import flags
-from absl.testing import flagsaver
 import pytest
 import tensorflow as tf
 
-from logreg_tf import loop, train
+from logreg_tf import loop
 from logreg_tf.config import RunConfig, Storage
 
 from conftest import REPO
-from helpers import error_lines, read_hparams, read_scalars, read_tags, run_cli
+from helpers import (error_lines, parse_train, read_hparams, read_scalars,
+                     read_tags, run_cli, train)
 
 LINE = re.compile(
     r"epoch +(\d+)/(\d+)  train_loss (\d+\.\d{4})  test_loss (\d+\.\d{4})  "
@@ -27,7 +26,10 @@ def _log_lines(stderr):
   return [m for m in (LINE.search(l) for l in stderr.splitlines()) if m]
 
 
+@pytest.mark.process
 def test_end_to_end_on_mock_data(tmp_path):
+  # The real command line in its own process: exit status, log lines,
+  # events (the other tests run the commands in-process).
   model_dir = tmp_path / "run"
   result = run_cli("--num_epochs=4", "--display_step=3", "--batch_size=16",
                    "--learning_rate=0.1", f"--model_dir={model_dir}",
@@ -94,18 +96,9 @@ def test_three_classes_train_a_softmax_over_the_subset(idx_dir, tmp_path):
 
 
 def _parse(*argv):
-  flags.FLAGS.unparse_flags()
-  train.parse_flags(["logreg-train", *argv])
-  return train.config_from_flags()
+  return parse_train(*argv)[0]
 
 
-def _storage(*argv):
-  flags.FLAGS.unparse_flags()
-  train.parse_flags(["logreg-train", *argv])
-  return train.storage_from_flags()
-
-
-@flagsaver.flagsaver
 def test_defaults_are_the_tutorials_protocol():
   config = _parse()
   assert config.learning_rate == 0.05 and config.num_epochs == 500
@@ -115,12 +108,11 @@ def test_defaults_are_the_tutorials_protocol():
   assert (config.train_split, config.test_split) == ("train", "test")
 
 
-@flagsaver.flagsaver
 def test_what_a_run_is_and_where_it_goes_are_apart(tmp_path):
   argv = ("--dataset=fashion_mnist", "--learning_rate=0.5",
           f"--model_dir={tmp_path}", "--cache_dir=", "--checkpoint_every=4",
           "--fresh")
-  config, storage = _parse(*argv), _storage(*argv)
+  config, storage = parse_train(*argv)
   assert config.dataset == "fashion_mnist" and config.learning_rate == 0.5
   assert storage.model_dir == str(tmp_path) and storage.cache_dir is None
   assert storage.checkpoint_every == 4 and storage.fresh
@@ -128,7 +120,6 @@ def test_what_a_run_is_and_where_it_goes_are_apart(tmp_path):
       f.name for f in dataclasses.fields(storage)}
 
 
-@flagsaver.flagsaver
 def test_tutorial_flagfile_reproduces_the_tutorial():
   config = _parse(f"--flagfile={REPO}/configs/tutorial.cfg")
   assert config.learning_rate == 0.05 and config.num_epochs == 500
@@ -137,7 +128,6 @@ def test_tutorial_flagfile_reproduces_the_tutorial():
 
 
 @pytest.mark.parametrize("path", sorted(glob.glob(str(REPO / "configs/*.cfg"))))
-@flagsaver.flagsaver
 def test_every_flagfile_parses_and_says_what_it_reaches(path):
   _parse(f"--flagfile={path}")
   with open(path) as f:
@@ -145,7 +135,6 @@ def test_every_flagfile_parses_and_says_what_it_reaches(path):
   assert head.startswith("#") and "logreg_tf.train" in head
 
 
-@flagsaver.flagsaver
 def test_classes_flag():
   assert _parse("--classes=3,8").classes == ("3", "8")
   assert _parse("--classes=1, 2,7").classes == ("1", "2", "7")
@@ -155,7 +144,7 @@ def test_classes_flag():
 
 def test_missing_data_fails_fast_in_one_line(tmp_path):
   start = time.monotonic()
-  result = run_cli("--num_epochs=1", env={"TFDS_DATA_DIR": str(tmp_path)})
+  result = train("--num_epochs=1", f"--data_dir={tmp_path}")
   assert time.monotonic() - start < 30
   assert result.returncode == 1
   assert "Traceback" not in result.stderr
@@ -167,7 +156,7 @@ def test_broken_idx_file_fails_in_one_line(idx_dir):
   path = os.path.join(idx_dir, "train-images-idx3-ubyte.gz")
   with open(path, "r+b") as f:
     f.truncate(100)
-  result = run_cli(f"--idx_dir={idx_dir}", "--num_epochs=1")
+  result = train(f"--idx_dir={idx_dir}", "--num_epochs=1")
   assert result.returncode == 1
   assert "Traceback" not in result.stderr
   (line,) = error_lines(result.stderr)
@@ -180,7 +169,9 @@ def test_broken_idx_file_fails_in_one_line(idx_dir):
     (["--bogus=1"], "bogus"),
     (["stray"], "'stray'"),
 ])
+@pytest.mark.process
 def test_usage_errors_are_one_line(args, quoted):
+  # In its own process: a usage error is one line, no traceback, status 1.
   result = run_cli(*args)
   assert result.returncode == 1
   (line,) = error_lines(result.stderr)

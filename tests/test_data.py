@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from logreg_tf import data
-from logreg_tf.config import RunConfig, Storage
+from logreg_tf.config import DataSpec, Storage
 from logreg_tf.data.dataset import Dataset
 from logreg_tf.errors import DataError, UserError
 
@@ -14,7 +14,7 @@ from conftest import mnist_info
 
 
 def test_tfds_route_gives_flat_uint8(mock_tfds):
-  mnist = data.load(RunConfig(), Storage(data_dir="/ignored/by/the/mock"))
+  mnist = data.load(DataSpec(), Storage(data_dir="/ignored/by/the/mock"))
   assert mnist.info.name == "mnist" and mnist.info.image_shape == (28, 28, 1)
   assert mnist.info.class_names == tuple("0123456789")
   assert mnist.train_images.shape == (50, 784)
@@ -34,7 +34,7 @@ def test_features_are_scaled_float32():
 def test_missing_data_fails_fast_and_says_where(tmp_path):
   start = time.monotonic()
   with pytest.raises(DataError) as e:
-    data.load(RunConfig(), Storage(data_dir=str(tmp_path)))
+    data.load(DataSpec(), Storage(data_dir=str(tmp_path)))
   assert time.monotonic() - start < 30
   message = str(e.value)
   assert str(tmp_path) in message

@@ -1,32 +1,20 @@
 """Datasets other than MNIST: shapes and class counts from the data's own
 description, unknown builders read from their files, refusals."""
 
-import logging
 import os
 import subprocess
 import sys
 import textwrap
 
-from absl import logging as absl_logging
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from logreg_tf import loop
-from logreg_tf.config import RunConfig, Storage
+from logreg_tf import data, loop
+from logreg_tf.config import DataSpec, RunConfig, Storage
 from logreg_tf.errors import DataError
 
-from helpers import error_lines, run_cli
-
-
-@pytest.fixture
-def info_logs(caplog):
-  """The absl INFO lines the code logs (absl's own level restored after)."""
-  before = absl_logging.get_verbosity()
-  absl_logging.set_verbosity(absl_logging.INFO)
-  with caplog.at_level(logging.INFO):
-    yield caplog
-  absl_logging.set_verbosity(before)
+from helpers import error_lines, mocked_train, train
 
 
 @pytest.mark.parametrize("name,shape,classes", [
@@ -41,10 +29,10 @@ def test_shapes_and_classes_come_from_the_dataset(name, shape, classes,
   config = RunConfig(dataset=name, num_epochs=1, batch_size=8,
                      learning_rate=1e-7)
   with tfds.testing.mock_data(num_examples=30):
-    data = loop.load_data(config, Storage(data_dir="/nonexistent"))
-    assert data.info.image_shape == shape
-    assert data.info.num_classes == classes
-    steps = loop.build(config, data.info, len(data.train_labels))
+    loaded = data.load_selected(config.data, Storage(data_dir="/nonexistent"))
+    assert loaded.info.image_shape == shape
+    assert loaded.info.num_classes == classes
+    steps = loop.build(config, loaded.info, len(loaded.train_labels))
     assert steps.model.kernel.shape == (int(np.prod(shape)), classes)
     metrics = loop.train_and_evaluate(config, Storage(data_dir="/nonexistent"))
   assert metrics["epoch"] == 1 and 0 <= metrics["test_accuracy"] <= 1
@@ -61,19 +49,19 @@ def test_a_dataset_without_an_image_or_a_class_label_is_refused(name,
                                                                missing):
   with tfds.testing.mock_data(num_examples=4):
     with pytest.raises(DataError) as e:
-      loop.load_data(RunConfig(dataset=name), Storage(data_dir="/nonexistent"))
+      data.load_selected(DataSpec(dataset=name), Storage(data_dir="/nonexistent"))
   assert f"dataset {name!r} has {missing}" in str(e.value)
   assert "needs an image feature" in str(e.value)
 
 
 def test_classes_by_name_on_mocked_fashion_mnist(tmp_path):
-  result = run_cli("--dataset=fashion_mnist", "--classes=Sandal,Sneaker",
-                   "--num_epochs=1", f"--model_dir={tmp_path}",
-                   mock_examples=60)
+  result = mocked_train(60, "--dataset=fashion_mnist",
+                        "--classes=Sandal,Sneaker", "--num_epochs=1",
+                        f"--model_dir={tmp_path}")
   assert result.returncode == 0, result.stderr[-2000:]
   assert "of classes Sandal, Sneaker" in result.stderr
-  bad = run_cli("--dataset=fashion_mnist", "--classes=Sandal,Boot",
-                "--num_epochs=1", mock_examples=60)
+  bad = mocked_train(60, "--dataset=fashion_mnist", "--classes=Sandal,Boot",
+                     "--num_epochs=1")
   assert bad.returncode == 1
   (line,) = error_lines(bad.stderr)
   assert "'Boot' is not a class of fashion_mnist" in line
@@ -81,11 +69,11 @@ def test_classes_by_name_on_mocked_fashion_mnist(tmp_path):
 
 
 def test_resuming_with_another_dataset_is_refused(tmp_path):
-  first = run_cli("--dataset=mnist", "--num_epochs=1", "--batch_size=10",
-                  f"--model_dir={tmp_path}", mock_examples=30)
+  first = mocked_train(30, "--dataset=mnist", "--num_epochs=1",
+                       "--batch_size=10", f"--model_dir={tmp_path}")
   assert first.returncode == 0, first.stderr[-2000:]
-  other = run_cli("--dataset=kmnist", "--num_epochs=2", "--batch_size=10",
-                  f"--model_dir={tmp_path}", mock_examples=30)
+  other = mocked_train(30, "--dataset=kmnist", "--num_epochs=2",
+                       "--batch_size=10", f"--model_dir={tmp_path}")
   assert other.returncode == 1
   (line,) = error_lines(other.stderr)
   assert "checkpoint of another dataset" in line
@@ -137,6 +125,7 @@ ThrowawayGlyphs(data_dir=sys.argv[1]).download_and_prepare(
 '''
 
 
+@pytest.mark.process
 def test_a_dataset_whose_builder_tfds_does_not_know(tmp_path):
   # TFDS looks for a builder's metadata in its package: give it its own.
   code = tmp_path / "code"
@@ -150,11 +139,11 @@ def test_a_dataset_whose_builder_tfds_does_not_know(tmp_path):
                         check=False, cwd=code)
   assert made.returncode == 0, made.stderr[-2000:]
   assert os.path.isdir(data_dir / "throwaway_glyphs" / "1.0.0")
-  # A fresh process that never imports the builder reads it from its files.
-  result = run_cli("--dataset=throwaway_glyphs", f"--data_dir={data_dir}",
-                   "--test_split=validation", "--classes=square,star",
-                   "--num_epochs=20", "--learning_rate=0.1", "--cache_dir=",
-                   f"--model_dir={tmp_path / 'run'}")
+  # This process never imports the builder: it reads it from its files.
+  result = train("--dataset=throwaway_glyphs", f"--data_dir={data_dir}",
+                 "--test_split=validation", "--classes=square,star",
+                 "--num_epochs=20", "--learning_rate=0.1", "--cache_dir=",
+                 f"--model_dir={tmp_path / 'run'}")
   assert result.returncode == 0, result.stderr[-3000:]
   assert ("throwaway_glyphs 1.0.0 from tfds:" in result.stderr
           and "8x6x3 images, 3 classes (round, square, star)" in result.stderr)
@@ -162,8 +151,8 @@ def test_a_dataset_whose_builder_tfds_does_not_know(tmp_path):
       result.stderr)
   final = result.stderr.strip().splitlines()[-1]
   assert "'test_accuracy': 1.0" in final, final
-  bad_split = run_cli("--dataset=throwaway_glyphs", f"--data_dir={data_dir}",
-                      "--num_epochs=1", "--cache_dir=")
+  bad_split = train("--dataset=throwaway_glyphs", f"--data_dir={data_dir}",
+                    "--num_epochs=1", "--cache_dir=")
   assert bad_split.returncode == 1
   (line,) = error_lines(bad_split.stderr)
   assert "--test_split='test' is not a split of throwaway_glyphs" in line

@@ -1,9 +1,10 @@
 """tf.distribute: mirrored devices and workers give the one-device numbers,
 only the chief writes, and a cluster survives stops and lost workers.
 
-The mirrored runs use 2 logical CPU devices and the multi-worker runs 2
-worker processes on 127.0.0.1 (scripts/launch_local.py), each in its own
-process: a process's devices are fixed once TensorFlow starts.
+The mirrored runs use the 2 logical CPU devices that conftest.py makes for
+the whole session, in this process, next to the one-device runs; the
+multi-worker runs are 2 worker processes on 127.0.0.1
+(scripts/launch_local.py).
 """
 
 import json
@@ -19,7 +20,8 @@ import pytest
 
 from conftest import REPO, make_idx_dir
 from helpers import (assert_same_run, error_lines, final_state, run_cli,
-                     run_launcher, start_launcher, wait_for, worker_pids)
+                     run_launcher, start_launcher, train, wait_for,
+                     worker_pids)
 from logreg_tf.distributed import tf_config
 from logreg_tf.errors import UserError
 from logreg_tf.distributed.replicated import shard_bounds
@@ -70,7 +72,7 @@ def _made_once(tmp_path_factory, prefix, make):
 def one_device(idx, tmp_path_factory):
   """The one-device run of each case (made once, on first use)."""
   return _made_once(tmp_path_factory, "one",
-                    lambda case, d: run_cli(*_flags(idx, d, case)))
+                    lambda case, d: train(*_flags(idx, d, case)))
 
 
 def assert_matches(reference_dir, model_dir):
@@ -101,8 +103,8 @@ def test_shards_cover_each_batch_once_in_order():
 @pytest.mark.parametrize("case", CASES)
 def test_mirrored_on_two_cpu_devices_equals_one_device(idx, one_device,
                                                        tmp_path, case):
-  result = run_cli(*_flags(idx, tmp_path, case), "--strategy=mirrored",
-                   "--cpu_devices=2")
+  result = train(*_flags(idx, tmp_path, case), "--strategy=mirrored",
+                 "--cpu_devices=2")
   assert result.returncode == 0, result.stderr[-2000:]
   assert "mirrored over 2 devices" in result.stderr
   assert_matches(one_device(case), tmp_path)
@@ -111,6 +113,7 @@ def test_mirrored_on_two_cpu_devices_equals_one_device(idx, one_device,
                                          "replicas": 2}
 
 
+@pytest.mark.process
 @pytest.mark.parametrize("case", CASES)
 def test_two_workers_equal_one_device(idx, one_device, tmp_path, case):
   result = run_launcher(*_flags(idx, tmp_path, case))
@@ -133,8 +136,8 @@ def test_two_workers_equal_one_device(idx, one_device, tmp_path, case):
 
 
 def test_uneven_batches_are_named_in_the_log(idx, tmp_path):
-  result = run_cli(*_flags(idx, tmp_path, "sigmoid-mini"),
-                   "--strategy=mirrored", "--cpu_devices=2")
+  result = train(*_flags(idx, tmp_path, "sigmoid-mini"),
+                 "--strategy=mirrored", "--cpu_devices=2")
   assert result.returncode == 0, result.stderr[-2000:]
   assert ("--batch_size=37 does not split evenly over 2 replicas: they take"
           " 18/19 rows") in result.stderr
@@ -165,6 +168,7 @@ def _saved(log, epoch):
     return f"ckpt-{epoch}\n" in f.read()
 
 
+@pytest.mark.process
 @pytest.mark.parametrize("how,mode", [("SIGTERM to the launcher", "full"),
                                       ("SIGKILL to every worker", "full"),
                                       ("SIGTERM to the launcher", "mini")])
@@ -197,6 +201,7 @@ def test_stopped_workers_resume_bitwise(idx, uninterrupted, tmp_path, how,
   assert_same_run(uninterrupted(mode), model_dir)
 
 
+@pytest.mark.process
 @pytest.mark.parametrize("lost", [1, 0])
 def test_a_lost_worker_stops_the_other_within_a_minute(idx, tmp_path, lost):
   model_dir, log = tmp_path / "run", tmp_path / "launch.log"
@@ -232,6 +237,7 @@ def _free_port():
     return s.getsockname()[1]
 
 
+@pytest.mark.process
 @pytest.mark.parametrize("index", [0, 1])
 def test_a_worker_that_cannot_reach_the_others_fails_in_a_minute(
     idx, tmp_path, index):
@@ -272,9 +278,9 @@ def test_bad_tf_config_is_one_line(text, quoted):
   assert quoted in str(e.value)
 
 
-def test_bad_tf_config_from_the_command_line(tmp_path):
-  result = run_cli("--strategy=multi_worker", f"--model_dir={tmp_path}/out",
-                   env={"TF_CONFIG": "[]"})
+def test_bad_tf_config_from_the_command_line(tmp_path, monkeypatch):
+  monkeypatch.setenv("TF_CONFIG", "[]")
+  result = train("--strategy=multi_worker", f"--model_dir={tmp_path}/out")
   assert result.returncode == 1
   lines = error_lines(result.stderr)
   assert len(lines) == 1 and "TF_CONFIG is not valid" in lines[0]
@@ -297,6 +303,7 @@ def test_the_launcher_exits_with_the_worst_status():
   assert launch_local.exit_status([143, 143]) == 143
 
 
+@pytest.mark.process
 def test_the_launcher_gives_each_worker_its_own_port():
   ports = launch_local.free_ports(4)
   assert len(set(ports)) == 4
@@ -309,8 +316,8 @@ def test_the_launcher_gives_each_worker_its_own_port():
 
 @pytest.mark.parametrize("case", ["softmax-full", "softmax-mini"])
 def test_divergence_on_mirrored_devices_is_one_line(idx, tmp_path, case):
-  result = run_cli(*_flags(idx, tmp_path, case), "--learning_rate=1e38",
-                   "--strategy=mirrored", "--cpu_devices=2")
+  result = train(*_flags(idx, tmp_path, case), "--learning_rate=1e38",
+                 "--strategy=mirrored", "--cpu_devices=2")
   assert result.returncode == 3, result.stderr[-2000:]
   lines = error_lines(result.stderr)
   assert len(lines) == 1 and "training diverged at epoch " in lines[0]

@@ -8,32 +8,22 @@ import numpy as np
 import pytest
 
 from logreg_tf import metrics
-from conftest import make_idx_dir
-from helpers import run_cli, run_command
+from helpers import invoke, run_command
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
+@pytest.fixture
+def trained(small_runs):
   """(idx dir, model dirs) of a softmax and a binomial run on small data."""
-  idx = make_idx_dir(tmp_path_factory.mktemp("idx"), n_train=200,
-                     n_test=60)[0]
-  dirs = {}
-  for name, extra in (("softmax", []), ("binomial", ["--classes=3,8"])):
-    model_dir = tmp_path_factory.mktemp(name)
-    result = run_cli(f"--idx_dir={idx}", f"--model_dir={model_dir}",
-                     "--num_epochs=6", "--batch_size=32",
-                     "--learning_rate=0.05", *extra)
-    assert result.returncode == 0, result.stderr[-2000:]
-    dirs[name] = str(model_dir)
-  return idx, dirs
+  return small_runs.idx, {"softmax": small_runs.softmax,
+                          "binomial": small_runs.binomial}
 
 
 @pytest.mark.parametrize("kind", ["softmax", "binomial"])
 def test_equals_the_runs_final_metrics(trained, tmp_path, kind):
   idx, dirs = trained
   out = tmp_path / "eval.json"
-  result = run_command("evaluate", f"--model_dir={dirs[kind]}", f"--idx_dir={idx}",
-                        f"--output_json={out}")
+  result = invoke("evaluate", f"--model_dir={dirs[kind]}", f"--idx_dir={idx}",
+                  f"--output_json={out}")
   assert result.returncode == 0, result.stderr[-2000:]
   got = json.loads(out.read_text())
   with open(os.path.join(dirs[kind], "run.json")) as f:
@@ -73,13 +63,12 @@ def test_refusals(trained, tmp_path):
        f"checkpoint {empty}/ckpt-9 cannot be read"),
   ]
   for args, text in cases:
-    result = run_command("evaluate", *args)
+    result = invoke("evaluate", *args)
     assert result.returncode == 1, (args, result.stderr[-1000:])
     assert text in _one_line(result), args
 
 
-def test_a_damaged_checkpoint_is_named(trained, tmp_path):
-  idx, dirs = trained
+def _damaged_copy(dirs, tmp_path):
   damaged = tmp_path / "run"
   os.makedirs(damaged / "checkpoints")
   for name in os.listdir(os.path.join(dirs["softmax"], "checkpoints")):
@@ -87,7 +76,24 @@ def test_a_damaged_checkpoint_is_named(trained, tmp_path):
     if ".data-" in name:
       data = data[:len(data) // 2]
     (damaged / "checkpoints" / name).write_bytes(data)
-  result = run_command("evaluate", f"--model_dir={damaged}", f"--idx_dir={idx}")
+  return damaged
+
+
+def test_a_damaged_checkpoint_is_named(trained, tmp_path):
+  idx, dirs = trained
+  damaged = _damaged_copy(dirs, tmp_path)
+  result = invoke("evaluate", f"--model_dir={damaged}", f"--idx_dir={idx}")
+  assert result.returncode == 1
+  assert "no intact checkpoint in" in _one_line(result)
+
+
+@pytest.mark.process
+def test_a_damaged_checkpoint_is_named_by_the_program(trained, tmp_path):
+  # The status and the one line cross the process boundary.
+  idx, dirs = trained
+  damaged = _damaged_copy(dirs, tmp_path)
+  result = run_command("evaluate", f"--model_dir={damaged}",
+                       f"--idx_dir={idx}")
   assert result.returncode == 1
   assert "no intact checkpoint in" in _one_line(result)
 

@@ -3,9 +3,12 @@ runs in one directory, a stale lock, a damaged data cache, replayed events.
 
 Each case asserts the exit status, the one line (and no traceback) and what
 survived; runs resumed after a fault end bitwise-equal to one-go runs. The
-full-disk case mounts a small tmpfs and needs root (CI runs as root);
-elsewhere it skips, and injected faults (ENOSPC, EROFS, EIO) cover the same
-code in-process everywhere.
+runs are in this process (helpers.train); a run is a subprocess only where
+it is killed or must hold the directory's lock while this process tries. The
+damaged-checkpoint cases damage copies of one finished run. The full-disk
+case mounts a small tmpfs and needs root (CI runs as root); elsewhere it
+skips, and injected faults (ENOSPC, EROFS, EIO) cover the same code
+everywhere.
 """
 
 import collections
@@ -14,6 +17,7 @@ import errno
 import glob
 import json
 import os
+import shutil
 import signal
 import subprocess
 import uuid
@@ -28,8 +32,8 @@ from logreg_tf.config import RunConfig, Storage
 from logreg_tf.errors import StorageError
 
 from conftest import make_idx_dir
-from helpers import (assert_same_run, error_lines, run_cli, start_cli,
-                     summary_values, wait_for)
+from helpers import (assert_same_run, error_lines, start_cli, summary_values,
+                     train, wait_for)
 
 FLAGS = ["--num_epochs=30", "--batch_size=16", "--learning_rate=0.01",
          "--checkpoint_every=10", "--keep_checkpoints=3", "--display_step=5",
@@ -49,9 +53,14 @@ def _args(idx_dir, model_dir, *extra):
 @pytest.fixture(scope="module")
 def one_go(idx, tmp_path_factory):
   model_dir = tmp_path_factory.mktemp("one_go")
-  result = run_cli(*_args(idx, model_dir))
+  result = train(*_args(idx, model_dir))
   assert result.returncode == 0, result.stderr[-2000:]
   return str(model_dir)
+
+
+def _copy(run_dir, tmp_path):
+  """A copy of a finished run's directory to damage."""
+  return shutil.copytree(run_dir, tmp_path / "run", symlinks=True)
 
 
 def _files(directory):
@@ -103,12 +112,10 @@ DAMAGE = [
 def test_damaged_checkpoint_falls_back_and_ends_as_one_go(
     idx, one_go, tmp_path, name, damage, warning, resumed):
   del name
-  model_dir = tmp_path / "run"
-  first = run_cli(*_args(idx, model_dir))
-  assert first.returncode == 0, first.stderr[-2000:]
+  model_dir = _copy(one_go, tmp_path)
   ckpts = str(model_dir / "checkpoints")
   damage(ckpts)
-  again = run_cli(*_args(idx, model_dir))
+  again = train(*_args(idx, model_dir))
   assert again.returncode == 0, again.stderr[-2000:]
   assert "Traceback" not in again.stderr
   assert warning.format(d=ckpts) in again.stderr
@@ -117,14 +124,14 @@ def test_damaged_checkpoint_falls_back_and_ends_as_one_go(
   assert_same_run(one_go, str(model_dir))
 
 
-def test_no_intact_checkpoint_fails_and_deletes_nothing(idx, tmp_path):
-  model_dir = tmp_path / "run"
-  assert run_cli(*_args(idx, model_dir)).returncode == 0
+def test_no_intact_checkpoint_fails_and_deletes_nothing(idx, one_go,
+                                                        tmp_path):
+  model_dir = _copy(one_go, tmp_path)
   ckpts = str(model_dir / "checkpoints")
   for n in (10, 20, 30):
     _truncate(_data_file(ckpts, n))
   before = _files(model_dir)
-  result = run_cli(*_args(idx, model_dir))
+  result = train(*_args(idx, model_dir))
   assert result.returncode == 1
   assert "Traceback" not in result.stderr
   (line,) = error_lines(result.stderr)
@@ -135,6 +142,7 @@ def test_no_intact_checkpoint_fails_and_deletes_nothing(idx, tmp_path):
       k: v for k, v in before.items() if k != ".lock"}
 
 
+@pytest.mark.process
 def test_a_second_run_in_the_directory_is_refused(idx, tmp_path):
   model_dir = tmp_path / "run"
   first = start_cli(*_args(idx, model_dir, "--num_epochs=3000"))
@@ -142,7 +150,7 @@ def test_a_second_run_in_the_directory_is_refused(idx, tmp_path):
     lock = model_dir / ".lock"
     wait_for(lambda: lock.exists() and lock.read_text().strip(), first,
              "the lock")
-    second = run_cli(*_args(idx, model_dir, "--num_epochs=3000"))
+    second = train(*_args(idx, model_dir, "--num_epochs=3000"))
     assert second.returncode == 1
     assert "Traceback" not in second.stderr
     (line,) = error_lines(second.stderr)
@@ -153,6 +161,7 @@ def test_a_second_run_in_the_directory_is_refused(idx, tmp_path):
     first.communicate()
 
 
+@pytest.mark.process
 def test_a_killed_run_leaves_no_stale_lock(idx, one_go, tmp_path):
   model_dir = tmp_path / "run"
   proc = start_cli(*_args(idx, model_dir))
@@ -161,7 +170,7 @@ def test_a_killed_run_leaves_no_stale_lock(idx, one_go, tmp_path):
   proc.send_signal(signal.SIGKILL)
   proc.communicate()
   assert (model_dir / ".lock").exists()  # the file stays; its lock does not
-  again = run_cli(*_args(idx, model_dir))
+  again = train(*_args(idx, model_dir))
   assert again.returncode == 0, again.stderr[-2000:]
   assert "resuming from" in again.stderr
   assert_same_run(one_go, str(model_dir))
@@ -173,6 +182,7 @@ def _event_counts(model_dir):
                              for step, value in summary_values(model_dir))
 
 
+@pytest.mark.process
 def test_tensorboard_shows_each_step_once_after_a_resume(idx, tmp_path):
   model_dir = tmp_path / "run"
   args = _args(idx, model_dir, "--num_epochs=600", "--display_step=1",
@@ -187,7 +197,7 @@ def test_tensorboard_shows_each_step_once_after_a_resume(idx, tmp_path):
   wait_for(past_checkpoint, proc, "events past the checkpoint")
   proc.send_signal(signal.SIGKILL)
   proc.communicate()
-  again = run_cli(*args)
+  again = train(*args)
   assert again.returncode == 0, again.stderr[-2000:]
   assert "dropped" in again.stderr
   counts = _event_counts(str(model_dir))
@@ -265,12 +275,13 @@ def _remount(root, options):
   subprocess.run(["mount", "-o", f"remount,{options}", str(root)], check=True)
 
 
+@pytest.mark.process
 def test_disk_full_while_saving_then_resume(idx, one_go, tmp_path):
   with _small_fs(tmp_path / "fs", "150k") as fs:
     model_dir = fs / "run"
     args = _args(idx, model_dir, "--checkpoint_every=1",
                  "--keep_checkpoints=30")
-    full = run_cli(*args)
+    full = train(*args)
     assert full.returncode == 4, full.stderr[-2000:]
     assert "Traceback" not in full.stderr
     (line,) = error_lines(full.stderr)
@@ -284,7 +295,7 @@ def test_disk_full_while_saving_then_resume(idx, one_go, tmp_path):
     record = json.loads((model_dir / "run.json").read_text())
     assert record["status"] in ("failed", "running")  # "when it can"
     _remount(fs, "size=20m")
-    again = run_cli(*args)
+    again = train(*args)
     assert again.returncode == 0, again.stderr[-2000:]
     assert_same_run(one_go, str(model_dir))
 
@@ -293,12 +304,12 @@ def test_disk_full_while_saving_then_resume(idx, one_go, tmp_path):
 def test_a_damaged_data_cache_is_rebuilt(shared_tfds_dir, tmp_path):
   args = [f"--data_dir={shared_tfds_dir}", f"--cache_dir={tmp_path}",
           "--dataset=fashion_mnist", "--batch_size=1000", "--num_epochs=1"]
-  first = run_cli(*args)
+  first = train(*args)
   assert first.returncode == 0, first.stderr[-2000:]
   (cached,) = glob.glob(str(tmp_path / "fashion_mnist-*.npz"))
   good = os.path.getsize(cached)
   _truncate(cached)
-  second = run_cli(*args)
+  second = train(*args)
   assert second.returncode == 0 and "Traceback" not in second.stderr
   assert "ignoring the damaged cache file" in second.stderr
   assert os.path.getsize(cached) == good  # written again, whole
@@ -306,13 +317,12 @@ def test_a_damaged_data_cache_is_rebuilt(shared_tfds_dir, tmp_path):
   assert final(first) == final(second)
 
 
-def test_rerunning_a_finished_run_writes_no_second_step(idx, tmp_path):
-  model_dir = tmp_path / "run"
-  args = _args(idx, model_dir, "--num_epochs=10")
-  assert run_cli(*args).returncode == 0
-  again = run_cli(*args)
+def test_rerunning_a_finished_run_writes_no_second_step(idx, one_go,
+                                                       tmp_path):
+  model_dir = _copy(one_go, tmp_path)
+  again = train(*_args(idx, model_dir))
   assert again.returncode == 0, again.stderr[-2000:]
   assert "nothing to train" in again.stderr
-  assert "epoch 10/10  train_loss" in again.stderr  # the result, logged
+  assert "epoch 30/30  train_loss" in again.stderr  # the result, logged
   counts = _event_counts(str(model_dir))
   assert counts and max(counts.values()) == 1, counts

@@ -13,24 +13,16 @@ from logreg_tf import data, metrics
 from logreg_tf.data import images
 
 from logreg_tf.rundir import trained as trained_lib
-from conftest import REPO, make_idx_dir
-from helpers import run_cli, run_command
+from conftest import REPO, SmallRuns
+from helpers import invoke, run_command, train
 
 
-@pytest.fixture(scope="module")
-def model(tmp_path_factory):
+@pytest.fixture
+def model(small_runs):
   """(model_dir, export version dir, test images [N, 28, 28]) of a run."""
-  root = tmp_path_factory.mktemp("predict")
-  idx_dir, arrays = make_idx_dir(root / "idx", n_train=200, n_test=20)
-  model_dir = root / "run"
-  result = run_cli(f"--idx_dir={idx_dir}", f"--model_dir={model_dir}",
-                   "--num_epochs=3", "--batch_size=32")
-  assert result.returncode == 0, result.stderr[-2000:]
-  exported = run_command("export", f"--model_dir={model_dir}",
-                      f"--export_dir={root / 'export'}")
-  assert exported.returncode == 0, exported.stderr[-2000:]
-  return (str(model_dir), str(root / "export" / "3"),
-          arrays["t10k-images-idx3-ubyte"].astype(np.uint8))
+  return (small_runs.softmax,
+          os.path.join(small_runs.export, str(SmallRuns.EPOCHS)),
+          small_runs.arrays["t10k-images-idx3-ubyte"].astype(np.uint8))
 
 
 def test_native_pngs_get_the_trainers_probabilities(model, tmp_path):
@@ -38,7 +30,7 @@ def test_native_pngs_get_the_trainers_probabilities(model, tmp_path):
   for i in range(5):
     Image.fromarray(test[i]).save(tmp_path / f"{i}.png")
   out = tmp_path / "out.json"
-  result = run_command("predict", f"--model_dir={model_dir}",
+  result = invoke("predict", f"--model_dir={model_dir}",
                     f"--output_json={out}", str(tmp_path))
   assert result.returncode == 0, result.stderr[-2000:]
   got = json.loads(out.read_text())["predictions"]
@@ -61,9 +53,9 @@ def test_any_format_size_and_colour_and_the_export_agree(model, tmp_path):
   digit.convert("RGBA").save(tmp_path / "b.png")
   digit.save(tmp_path / "c.gif")
   digit.resize((40, 30)).convert("RGB").save(tmp_path / "d.bmp")
-  by_checkpoint = run_command("predict", f"--model_dir={model_dir}",
+  by_checkpoint = invoke("predict", f"--model_dir={model_dir}",
                            str(tmp_path))
-  by_export = run_command("predict", f"--saved_model={saved_model}",
+  by_export = invoke("predict", f"--saved_model={saved_model}",
                        str(tmp_path))
   assert by_checkpoint.returncode == 0, by_checkpoint.stderr[-2000:]
   assert by_export.returncode == 0, by_export.stderr[-2000:]
@@ -71,14 +63,17 @@ def test_any_format_size_and_colour_and_the_export_agree(model, tmp_path):
   assert by_checkpoint.stdout == by_export.stdout
 
 
+@pytest.mark.process
 def test_files_it_cannot_read_are_named_and_the_rest_predicted(model,
                                                               tmp_path):
   model_dir, _, test = model
   Image.fromarray(test[1]).save(tmp_path / "good.png")
   (tmp_path / "notes.png").write_text("not an image")
+  # As a program: the exit status after the images it could read.
   result = run_command("predict", f"--model_dir={model_dir}",
-                    str(tmp_path / "good.png"), str(tmp_path / "notes.png"),
-                    str(tmp_path / "missing.png"))
+                       str(tmp_path / "good.png"),
+                       str(tmp_path / "notes.png"),
+                       str(tmp_path / "missing.png"))
   assert result.returncode == 1
   assert "Traceback" not in result.stderr
   assert result.stdout.count("good.png") == 1
@@ -98,7 +93,7 @@ def test_files_it_cannot_read_are_named_and_the_rest_predicted(model,
 def test_usage_errors(model, tmp_path, args, text):
   model_dir, saved_model, _ = model
   args = [a.format(d=model_dir, s=saved_model, empty=tmp_path) for a in args]
-  result = run_command("predict", *args)
+  result = invoke("predict", *args)
   assert result.returncode == 1 and "Traceback" not in result.stderr
   (line,) = [l for l in result.stderr.splitlines()
              if l.startswith("logreg-predict:")]
@@ -126,12 +121,11 @@ def test_mnist_preprocessing_of_a_photo_of_a_digit():
 def test_photos_of_mnist_digits_with_mnist_preprocessing(shared_tfds_dir,
                                                         tmp_path):
   model_dir = tmp_path / "run"
-  result = run_cli(f"--data_dir={shared_tfds_dir}", f"--model_dir={model_dir}",
-                   f"--flagfile={REPO}/configs/fast.cfg")
+  result = train(f"--data_dir={shared_tfds_dir}", f"--model_dir={model_dir}",
+                 f"--flagfile={REPO}/configs/fast.cfg")
   assert result.returncode == 0, result.stderr[-2000:]
-  from logreg_tf import loop
-  from logreg_tf.config import RunConfig, Storage
-  test = loop.load_data(RunConfig(), Storage(data_dir=shared_tfds_dir))
+  from logreg_tf.config import DataSpec, Storage
+  test = data.load_selected(DataSpec(), Storage(data_dir=shared_tfds_dir))
   photos = tmp_path / "photos"
   photos.mkdir()
   for i in range(40):
@@ -142,7 +136,7 @@ def test_photos_of_mnist_digits_with_mnist_preprocessing(shared_tfds_dir,
     paper[40:180, 10:150] -= digit[..., None] * 0.8
     Image.fromarray(paper.astype(np.uint8)).save(photos / f"{i:02d}.jpg")
   out = tmp_path / "out.json"
-  run = run_command("predict", f"--model_dir={model_dir}", "--preprocess=mnist",
+  run = invoke("predict", f"--model_dir={model_dir}", "--preprocess=mnist",
                  f"--output_json={out}", str(photos))
   assert run.returncode == 0, run.stderr[-2000:]
   got = [p["class"] for p in json.loads(out.read_text())["predictions"]]

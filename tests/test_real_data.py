@@ -7,15 +7,14 @@ fails the run instead (see conftest.py).
 import hashlib
 import re
 
-from absl import flags
-from absl.testing import flagsaver
 import numpy as np
 import pytest
 
-from logreg_tf import data, loop, train
-from logreg_tf.config import RunConfig, Storage
+from logreg_tf import data, loop
+from logreg_tf.config import DataSpec, RunConfig, Storage
 
 from conftest import REPO, write_idx
+from helpers import parse_train
 
 pytestmark = pytest.mark.real_data
 
@@ -27,8 +26,8 @@ def _example_digests(images, labels):
 
 def test_idx_files_give_the_same_examples_as_tfds(shared_tfds_dir,
                                                   shared_idx_dir):
-  from_tfds = data.load(RunConfig(), Storage(data_dir=shared_tfds_dir))
-  from_idx = data.load(RunConfig(), Storage(idx_dir=shared_idx_dir))
+  from_tfds = data.load(DataSpec(), Storage(data_dir=shared_tfds_dir))
+  from_idx = data.load(DataSpec(), Storage(idx_dir=shared_idx_dir))
   assert from_tfds.info.class_names == from_idx.info.class_names
   assert from_tfds.train_images.shape == (60000, 784)
   assert from_tfds.test_images.shape == (10000, 784)
@@ -42,6 +41,7 @@ def test_idx_files_give_the_same_examples_as_tfds(shared_tfds_dir,
     assert _example_digests(*a) == _example_digests(*b)
 
 
+@pytest.mark.short
 def test_one_epoch_of_minibatch_sgd(shared_tfds_dir):
   # One pass of batch-100 SGD at rate 0.5 measured 0.9135 here. A linear model
   # that learned nothing scores about 0.11 (the most common digit); 0.89
@@ -63,15 +63,12 @@ def _documented_accuracy(path):
 
 @pytest.mark.parametrize("name", ["tutorial", "smoke", "best", "fast",
                                   "fashion_mnist"])
-@flagsaver.flagsaver
 def test_each_config_reaches_the_accuracy_it_documents(shared_tfds_dir, name):
   # The figures in configs/ and README were measured on this project's CPU;
   # another CPU's float rounding may move a few of 10,000 test examples.
   path = REPO / "configs" / f"{name}.cfg"
-  flags.FLAGS.unparse_flags()
-  train.parse_flags(["logreg-train", f"--flagfile={path}"])
-  metrics = loop.train_and_evaluate(train.config_from_flags(),
-                                    Storage(data_dir=shared_tfds_dir))
+  config, _ = parse_train(f"--flagfile={path}")
+  metrics = loop.train_and_evaluate(config, Storage(data_dir=shared_tfds_dir))
   assert metrics["test_accuracy"] == pytest.approx(
       _documented_accuracy(path), abs=0.002)
 
@@ -83,11 +80,8 @@ def test_defaults_reach_the_readme_figure(shared_tfds_dir):
   assert metrics["test_accuracy"] == pytest.approx(0.8894, abs=0.002)
 
 
-@flagsaver.flagsaver
 def test_best_config_reaches_92_5_percent(shared_tfds_dir):
-  flags.FLAGS.unparse_flags()
-  train.parse_flags(["logreg-train", f"--flagfile={REPO}/configs/best.cfg"])
-  config = train.config_from_flags()
+  config, _ = parse_train(f"--flagfile={REPO}/configs/best.cfg")
   metrics = loop.train_and_evaluate(config, Storage(data_dir=shared_tfds_dir))
   assert metrics["epoch"] == config.num_epochs
   assert metrics["test_accuracy"] >= 0.925
@@ -122,14 +116,14 @@ def test_fashion_mnist_classes_by_name(shared_tfds_dir):
 def test_fashion_mnist_from_idx_files_equals_tfds(shared_tfds_dir, tmp_path):
   config = RunConfig(dataset="fashion_mnist", batch_size=1000,
                      learning_rate=0.5, num_epochs=1)
-  from_tfds = data.load(config, Storage(data_dir=shared_tfds_dir))
+  from_tfds = data.load(config.data, Storage(data_dir=shared_tfds_dir))
   names = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
            "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
   for split, (images, labels) in names.items():
     flat = getattr(from_tfds, f"{split}_images")
     write_idx(tmp_path / (images + ".gz"), flat.reshape(-1, 28, 28), True)
     write_idx(tmp_path / labels, getattr(from_tfds, f"{split}_labels"))
-  from_idx = data.load(config, Storage(idx_dir=str(tmp_path)))
+  from_idx = data.load(config.data, Storage(idx_dir=str(tmp_path)))
   # Class names from TFDS's own description of fashion_mnist.
   assert from_idx.info.class_names == from_tfds.info.class_names
   assert from_idx.info.class_names[7] == "Sneaker"

@@ -1,4 +1,8 @@
-"""Checkpoints: exact resume after SIGKILL/SIGTERM/SIGINT, refusals, repeats."""
+"""Checkpoints: exact resume after SIGKILL/SIGTERM/SIGINT, refusals, repeats.
+
+The signalled runs are subprocesses (the signal and the exit status are the
+point); every other run, resumes included, runs in this process.
+"""
 
 import json
 import os
@@ -10,7 +14,7 @@ import tensorflow as tf
 
 from conftest import make_idx_dir
 from helpers import (assert_same_run, error_lines, final_state, read_scalars,
-                     run_cli, start_cli, wait_for)
+                     start_cli, train, wait_for)
 
 MODES = {
     # Long enough (a few seconds) to be killed mid-run, small enough for CI.
@@ -39,7 +43,7 @@ def one_go(idx, tmp_path_factory):
   dirs = {}
   for mode in MODES:
     model_dir = tmp_path_factory.mktemp(f"one_go_{mode}")
-    result = run_cli(*_args(idx, mode, model_dir))
+    result = train(*_args(idx, mode, model_dir))
     assert result.returncode == 0, result.stderr[-2000:]
     dirs[mode] = str(model_dir)
   return dirs
@@ -55,6 +59,7 @@ def _start_and_signal(args, model_dir, signum):
   return proc.returncode, stderr
 
 
+@pytest.mark.process
 @pytest.mark.parametrize("mode,signum", [
     ("full_batch", signal.SIGKILL), ("minibatch", signal.SIGKILL),
     ("full_batch", signal.SIGINT), ("minibatch", signal.SIGTERM)])
@@ -74,14 +79,14 @@ def test_interrupted_then_resumed_equals_one_go(idx, one_go, tmp_path, mode,
   saved = tf.train.latest_checkpoint(str(model_dir / "checkpoints"))
   assert int(saved.rsplit("-", 1)[1]) < epochs, "was not interrupted mid-run"
 
-  result = run_cli(*_args(idx, mode, model_dir))
+  result = train(*_args(idx, mode, model_dir))
   assert result.returncode == 0, result.stderr[-2000:]
   assert "resuming from" in result.stderr
   assert_same_run(one_go[mode], str(model_dir))
 
 
 def test_same_flags_and_seed_repeat_bitwise(idx, one_go, tmp_path):
-  result = run_cli(*_args(idx, "minibatch", tmp_path))
+  result = train(*_args(idx, "minibatch", tmp_path))
   assert result.returncode == 0, result.stderr[-2000:]
   assert_same_run(one_go["minibatch"], str(tmp_path))
   assert read_scalars(str(tmp_path)) == read_scalars(one_go["minibatch"])
@@ -106,16 +111,16 @@ def test_run_json_records_the_run(one_go):
 
 
 def test_incompatible_checkpoint_is_refused_then_fresh(idx, tmp_path):
-  first = run_cli(f"--idx_dir={idx}", f"--model_dir={tmp_path}",
-                  "--classes=3,8", "--num_epochs=2")
+  first = train(f"--idx_dir={idx}", f"--model_dir={tmp_path}",
+                "--classes=3,8", "--num_epochs=2")
   assert first.returncode == 0, first.stderr[-2000:]
-  other = run_cli(f"--idx_dir={idx}", f"--model_dir={tmp_path}",
-                  "--classes=4,9", "--num_epochs=2")
+  other = train(f"--idx_dir={idx}", f"--model_dir={tmp_path}",
+                "--classes=4,9", "--num_epochs=2")
   assert other.returncode == 1
   (line,) = error_lines(other.stderr)
   assert "classes 3,8" in line and "classes 4,9" in line and "--fresh" in line
-  fresh = run_cli(f"--idx_dir={idx}", f"--model_dir={tmp_path}",
-                  "--classes=4,9", "--num_epochs=2", "--fresh")
+  fresh = train(f"--idx_dir={idx}", f"--model_dir={tmp_path}",
+                "--classes=4,9", "--num_epochs=2", "--fresh")
   assert fresh.returncode == 0, fresh.stderr[-2000:]
   assert "resuming" not in fresh.stderr
   with open(tmp_path / "run.json") as f:
@@ -125,12 +130,12 @@ def test_incompatible_checkpoint_is_refused_then_fresh(idx, tmp_path):
 
 
 def test_divergence_stops_naming_epoch_step_and_checkpoint(idx, tmp_path):
-  good = run_cli(f"--idx_dir={idx}", f"--model_dir={tmp_path}",
-                 "--num_epochs=2", "--batch_size=10", "--checkpoint_every=1")
+  good = train(f"--idx_dir={idx}", f"--model_dir={tmp_path}",
+               "--num_epochs=2", "--batch_size=10", "--checkpoint_every=1")
   assert good.returncode == 0, good.stderr[-2000:]
-  bad = run_cli(f"--idx_dir={idx}", f"--model_dir={tmp_path}",
-                "--num_epochs=5", "--batch_size=10", "--checkpoint_every=1",
-                "--learning_rate=1e38")
+  bad = train(f"--idx_dir={idx}", f"--model_dir={tmp_path}",
+              "--num_epochs=5", "--batch_size=10", "--checkpoint_every=1",
+              "--learning_rate=1e38")
   assert bad.returncode == 3
   assert "Traceback" not in bad.stderr
   (line,) = error_lines(bad.stderr)
@@ -149,8 +154,8 @@ def test_divergence_stops_naming_epoch_step_and_checkpoint(idx, tmp_path):
 
 
 def test_divergence_without_a_checkpoint(idx):
-  bad = run_cli(f"--idx_dir={idx}", "--num_epochs=3", "--learning_rate=1e38",
-                "--init=normal")
+  bad = train(f"--idx_dir={idx}", "--num_epochs=3", "--learning_rate=1e38",
+              "--init=normal")
   assert bad.returncode == 3
   (line,) = error_lines(bad.stderr)
   # Step 1 leaves weights near 1e37, still finite in float32; the logits of

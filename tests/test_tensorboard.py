@@ -63,6 +63,7 @@ def tensorboard(logdir):
       proc.wait()
 
 
+@pytest.mark.process
 def test_tensorboard_serves_the_runs_scalars_figures_and_hparams(idx_dir,
                                                                  tmp_path):
   metrics = loop.train_and_evaluate(

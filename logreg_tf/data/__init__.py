@@ -1,7 +1,15 @@
 """The data: TFDS or IDX in, classes selected, tensors out.
 
+    dataset.py  DatasetInfo (the one description of the data) and Dataset
+    tfds.py     any prepared TFDS image dataset, read from disk only
+    idx.py      the four IDX files of MNIST's format, checked by content
+    cache.py    decoded datasets kept between runs
+    images.py   image files to a model's input (predict)
+
 What was read is described by `dataset.DatasetInfo`; the model, summaries,
-checkpoints and run.json take every fact about the data from it.
+checkpoints and run.json take every fact about the data from it. The
+readers and TensorFlow are imported when first used, so that a command's
+--help and flag errors answer before TensorFlow loads.
 """
 
 import concurrent.futures
@@ -9,21 +17,37 @@ import dataclasses
 import os
 from typing import Optional, Sequence, Tuple
 
+from absl import logging
 import numpy as np
-import tensorflow as tf
 
-from logreg_tf.data import idx, tfds as tfds_source
+from logreg_tf.config import DataSpec
 from logreg_tf.data.dataset import Dataset, DatasetInfo
 from logreg_tf.errors import DataError, UserError
 
 
-def load(config, storage) -> Dataset:
-  """The dataset and splits of `config` from IDX files or the TFDS directory."""
+def load(spec: DataSpec, storage) -> Dataset:
+  """The dataset and splits of `spec` from IDX files or the TFDS directory."""
   if storage.idx_dir:
-    return idx.load_dataset(storage.idx_dir, config.dataset)
-  return tfds_source.load(config.dataset, config.train_split,
-                          config.test_split, storage.data_dir,
-                          storage.cache_dir)
+    from logreg_tf.data import idx
+    return idx.load_dataset(storage.idx_dir, spec.dataset)
+  from logreg_tf.data import tfds
+  return tfds.load(spec.dataset, spec.train_split, spec.test_split,
+                   storage.data_dir, storage.cache_dir)
+
+
+def load_selected(spec: DataSpec, storage) -> Dataset:
+  """The dataset with `spec`'s classes selected, described in the log."""
+  loaded = load(spec, storage)
+  info = loaded.info
+  logging.info("data: %s %s from %s: %s images, %d classes (%s), splits "
+               "%s / %s", info.name, info.version or "", info.source,
+               "x".join(map(str, info.image_shape)), info.num_classes,
+               ", ".join(info.class_names), info.train_split, info.test_split)
+  selected = select_classes(loaded, resolve_classes(info, spec.classes))
+  logging.info("data: %d train and %d test examples of classes %s",
+               len(selected.train_labels), len(selected.test_labels),
+               ", ".join(selected.info.class_names))
+  return selected
 
 
 def _describe_classes(info: DatasetInfo) -> str:
@@ -88,12 +112,13 @@ def select_classes(data: Dataset, classes: Optional[Sequence[int]]) -> Dataset:
   return Dataset(info, train[0], train[1], test[0], test[1])
 
 
-def to_labels(labels: np.ndarray) -> tf.Tensor:
+def to_labels(labels: np.ndarray):
   """int64 labels, placed like the features (on the GPU when there is one)."""
+  import tensorflow as tf
   return tf.identity(tf.constant(labels, tf.int64))
 
 
-def to_features(images: np.ndarray) -> tf.Tensor:
+def to_features(images: np.ndarray):
   """uint8 pixels -> float32 in [0, 1], made once, without a second copy.
 
   The conversion runs in NumPy straight into a 64-byte aligned buffer that
@@ -102,6 +127,7 @@ def to_features(images: np.ndarray) -> tf.Tensor:
   peak). tf.identity then places it where TensorFlow runs ops: a no-op on
   the CPU, a single copy into GPU memory when there is one.
   """
+  import tensorflow as tf
   images = np.ascontiguousarray(images)
   raw = np.empty(images.size * 4 + 64, np.uint8)
   offset = -raw.ctypes.data % 64

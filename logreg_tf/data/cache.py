@@ -4,8 +4,8 @@ The key is the prepared TFDS directory itself (its path and the name, size
 and modification time of every file in it) and the splits read: rebuilding or
 replacing the data changes the key. A cache file holds the arrays and the
 dataset's description; one that is damaged, or whose arrays do not fit its
-description, is ignored and written again. Writes go to a temporary file
-renamed into place, so readers never see half a file.
+description, is ignored and written again. Files are written atomically
+(durable.replacing), so readers never see half a file.
 """
 
 import glob
@@ -19,6 +19,8 @@ from absl import logging
 import numpy as np
 
 from logreg_tf.data.dataset import Dataset, DatasetInfo
+from logreg_tf.errors import StorageError
+from logreg_tf.rundir import durable
 
 ARRAYS = ("train_images", "train_labels", "test_images", "test_labels")
 
@@ -108,14 +110,9 @@ def store(cache_dir: str, version_dir: str, splits: Sequence[str],
           data: Dataset) -> None:
   """Best effort: a cache that cannot be written only costs time."""
   path = _path(cache_dir, version_dir, splits)
-  tmp = f"{path}.{os.getpid()}.tmp"
   try:
-    os.makedirs(cache_dir, exist_ok=True)
-    with open(tmp, "wb") as f:
+    with durable.replacing(path) as tmp, open(tmp, "wb") as f:
       np.savez(f, info=np.array(json.dumps(data.info.to_json())),
                **{k: getattr(data, k) for k in ARRAYS})
-    os.replace(tmp, path)
-  except OSError as e:
-    logging.warning("could not write the data cache %s (%s)", path, e)
-    if os.path.exists(tmp):
-      os.remove(tmp)
+  except StorageError as e:
+    logging.warning("could not write the data cache (%s)", e)

@@ -4,8 +4,7 @@ and MNIST's own preprocessing for photos of handwritten digits."""
 import numpy as np
 import tensorflow as tf
 
-from logreg_tf.rundir import durable
-from logreg_tf.errors import DataError
+from logreg_tf.errors import DataError, reason
 
 
 def read(path: str) -> np.ndarray:
@@ -15,7 +14,7 @@ def read(path: str) -> np.ndarray:
     image = tf.io.decode_image(raw, expand_animations=False)
   except (tf.errors.OpError, OSError) as e:
     raise DataError(f"{path}: not an image this command reads (PNG, JPEG, "
-                    f"GIF, BMP): {durable.reason(e)}") from e
+                    f"GIF, BMP): {reason(e)}") from e
   return image.numpy()
 
 

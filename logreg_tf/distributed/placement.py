@@ -80,8 +80,25 @@ def _quiet_collectives() -> None:
 def _configure_cpu_devices(count: int) -> None:
   import tensorflow as tf
   cpu = tf.config.list_physical_devices("CPU")[0]
+  if len(tf.config.get_logical_device_configuration(cpu) or ()) == count:
+    return  # split so already (a test session sets it up once)
   tf.config.set_logical_device_configuration(
       cpu, [tf.config.LogicalDeviceConfiguration()] * count)
+
+
+_MIRRORED = {}  # devices -> the MirroredStrategy made over them here
+
+
+def _mirrored(devices):
+  """One MirroredStrategy per set of devices and process: each strategy
+  numbers its collectives from the same start, so a second one over the
+  same devices would collide with the first's in TensorFlow's collective
+  executor (a shape mismatch), when a process trains twice (the tests, a
+  notebook)."""
+  import tensorflow as tf
+  if devices not in _MIRRORED:
+    _MIRRORED[devices] = tf.distribute.MirroredStrategy(list(devices))
+  return _MIRRORED[devices]
 
 
 def _configure_coordination(cluster: Cluster, timeout: float) -> None:
@@ -154,7 +171,7 @@ def place(name: str, cpu_devices: Optional[int] = None,
     gpus = tf.config.list_logical_devices("GPU")
     devices = ([d.name for d in gpus] if gpus and cpu_devices is None else
                [d.name for d in tf.config.list_logical_devices("CPU")])
-    strategy = tf.distribute.MirroredStrategy(devices)
+    strategy = _mirrored(tuple(devices))
     logging.info("mirrored over %d devices: %s", len(devices),
                  ", ".join(devices))
     return Placement(name, strategy)

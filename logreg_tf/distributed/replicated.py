@@ -23,9 +23,8 @@ from typing import List, Tuple
 from absl import logging
 import tensorflow as tf
 
-from logreg_tf.model import l2_penalty
 from logreg_tf.steps import (EpochResult, EvalResult, gradient_sums,
-                             row_blocks, weights_finite)
+                             normalised, row_blocks, weights_finite)
 
 SUM = tf.distribute.ReduceOp.SUM
 
@@ -37,15 +36,15 @@ def shard_bounds(rows: int, replicas: int) -> List[Tuple[int, int]]:
           for r in range(replicas)]
 
 
-def _first_result(strategy, value):
+def first_result(strategy, value):
   """A value every replica holds equally (all-reduced), as one tensor."""
   return tf.nest.map_structure(
       lambda v: strategy.experimental_local_results(v)[0], value)
 
 
 class ReplicatedSteps:
-  """steps.Steps' interface (train_epoch, train_epoch_and_eval, eval_step)
-  over a strategy's replicas, plus the collectives a cluster agrees by."""
+  """steps.StepFunctions (train_epoch, train_epoch_and_eval, eval_step)
+  over a strategy's replicas."""
 
   def __init__(self, strategy, model, head, optimizer, *, l2: float,
                batch_size, seed: int, block_rows=None):
@@ -74,8 +73,6 @@ class ReplicatedSteps:
     self._full_epoch_and_eval = fn(
         lambda xs, ys, inv_n, test: (self._full_batch_epoch(xs, ys, inv_n),
                                      self._distributed_eval(*test)))
-    self._sum = fn(self._sum_over_replicas)
-    self._broadcast = fn(self._broadcast_from_first)
 
   # Placement of the data.
 
@@ -156,20 +153,15 @@ class ReplicatedSteps:
     ctx = tf.distribute.get_replica_context()
     sums = gradient_sums(self.model, self.head,
                          row_blocks(x, y, self.block_rows))
-    loss = ctx.all_reduce(SUM, sums.loss) * inv_b
-    grad_kernel = tf.transpose(sums.kernel) * inv_b
-    if self.l2:
-      loss += l2_penalty(self.model, self.l2)
-      first = tf.cast(tf.equal(ctx.replica_id_in_sync_group, 0), x.dtype)
-      grad_kernel += first * self.l2 * tf.convert_to_tensor(self.model.kernel)
-    grads = [grad_kernel]
-    if self.model.bias is not None:
-      grads.append(sums.bias * inv_b)
+    first = tf.cast(tf.equal(ctx.replica_id_in_sync_group, 0), x.dtype)
+    loss, grads = normalised(
+        sums._replace(loss=ctx.all_reduce(SUM, sums.loss)), inv_b,
+        self.model, self.l2, penalty_weight=first)
     self.optimizer.apply(grads, self.model.trainable_variables)
     return loss
 
   def _distributed_step(self, xs, ys, inv_b):
-    return _first_result(self.strategy, self.strategy.run(
+    return first_result(self.strategy, self.strategy.run(
         self._replica_step, args=(xs, ys, inv_b)))
 
   def _full_batch_epoch(self, xs, ys, inv_n) -> EpochResult:
@@ -206,7 +198,7 @@ class ReplicatedSteps:
         SUM, [tf.cast(loss_sum, tf.float64), tf.cast(correct, tf.float64)])
 
   def _distributed_eval(self, xs, ys, inv_n) -> EvalResult:
-    loss_sum, correct = _first_result(self.strategy, self.strategy.run(
+    loss_sum, correct = first_result(self.strategy, self.strategy.run(
         self._replica_eval, args=(xs, ys)))
     return EvalResult(tf.cast(loss_sum, inv_n.dtype) * inv_n,
                       tf.cast(correct, tf.int64))
@@ -228,43 +220,3 @@ class ReplicatedSteps:
                                        self._placed(x_test, y_test))
     return (self._minibatch_epoch(x, y, int(epoch)),
             self.eval_step(x_test, y_test))
-
-  # What a cluster agrees by.
-
-  def _sum_over_replicas(self, value):
-    # tf.identity puts the input on the replica's device, which the
-    # all-reduce takes for its destination.
-    return _first_result(self.strategy, self.strategy.run(
-        lambda v: tf.distribute.get_replica_context().all_reduce(
-            SUM, tf.identity(v)), args=(value,)))
-
-  def agree(self, flag: bool) -> bool:
-    """True on every worker when any worker passes True."""
-    return float(self._sum(tf.constant(float(flag), tf.float64))) > 0
-
-  def same_everywhere(self, number: int) -> bool:
-    """Whether every replica passed the same integer (< 2**40)."""
-    number %= 2 ** 40
-    total = float(self._sum(tf.constant(float(number), tf.float64)))
-    return total == float(number) * self.replicas
-
-  def _broadcast_from_first(self, values):
-    def replica_fn(values):
-      ctx = tf.distribute.get_replica_context()
-      first = tf.equal(ctx.replica_id_in_sync_group, 0)
-      # x + 0 + ... + 0 is x to the bit: the sum is a broadcast.
-      return ctx.all_reduce(SUM, [tf.where(first, v, tf.zeros_like(v))
-                                  for v in values])
-    return _first_result(self.strategy,
-                         self.strategy.run(replica_fn, args=(values,)))
-
-  def broadcast(self, variables) -> None:
-    """Sets every worker's `variables` to replica 0's (the chief's) values:
-    a resumed checkpoint, which only the chief reads."""
-    values = [tf.convert_to_tensor(v) for v in variables]
-    # One dtype for one all-reduce; float64 holds every int64 step count
-    # below 2**53 and every float32 exactly.
-    wide = [tf.cast(v, tf.float64) for v in values]
-    for variable, value, out in zip(variables, values,
-                                    self._broadcast(wide)):
-      variable.assign(tf.cast(out, value.dtype))

@@ -1,8 +1,9 @@
 """Checkpoints that resume a run exactly, and refuse one of another run.
 
 A checkpoint holds the weights, the optimizer's step count, the epoch reached,
-the last train loss and the run's spec: what the model is (dataset, input
-shape, classes, outputs, bias) and how it was trained. The spec travels inside
+the last train loss and the run's spec (config.describe): what the model is
+(dataset, input shape, classes, outputs, bias) and how it was trained; the
+splits it names are where evaluate and export find the data. The spec travels inside
 the checkpoint, so it can never disagree with the weights. The shuffle order
 of every later epoch follows from the spec's seed and the epoch.
 
@@ -25,27 +26,15 @@ import numpy as np
 import tensorflow as tf
 
 from logreg_tf.rundir import files as ckpt_files, durable
-from logreg_tf.errors import StorageError, UserError
+from logreg_tf.errors import StorageError, UserError, reason
 from logreg_tf.rundir.snapshot import Snapshot
+
 # Must match for a resume at all: what the weights mean.
 DATA_FIELDS = ("dataset", "image_shape")
 MODEL_FIELDS = ("classes", "num_outputs", "use_bias")
 # May differ, but then the run no longer equals one done in one go.
 TRAINING_FIELDS = ("dataset_version", "learning_rate", "lr_schedule",
                    "num_epochs", "batch_size", "seed", "l2", "init")
-
-
-def run_spec(config, info, outputs: int) -> dict:
-  """What the checkpoint says of the run: from its config and its data."""
-  return {
-      "dataset": info.name, "dataset_version": info.version,
-      "image_shape": list(info.image_shape),
-      "classes": list(info.class_names), "num_outputs": outputs,
-      # Where the run's data came from, for evaluate/export; never compared.
-      "train_split": info.train_split, "test_split": info.test_split,
-      **{k: getattr(config, k) for k in TRAINING_FIELDS + MODEL_FIELDS
-         if hasattr(config, k) and k != "classes"},
-  }
 
 
 def _describe_data(spec: dict) -> str:
@@ -70,7 +59,10 @@ def model_variables(model) -> dict:
 class Checkpointer:
   """Saves and restores one run's state in MODEL_DIR/checkpoints."""
 
-  def __init__(self, model_dir, model, optimizer, spec: dict, keep: int):
+  def __init__(self, model_dir, model, optimizer, spec: dict, keep: int,
+               extra: Optional[dict] = None):
+    """`spec` is the run's description (config.describe); `extra` more
+    variables to keep (the last epoch's train loss)."""
     self.spec = spec
     self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
     self._model_dir = model_dir
@@ -85,16 +77,12 @@ class Checkpointer:
     self._live = {**model_variables(model),
                   "optimizer/iterations": optimizer.iterations,
                   "epoch": self.epoch,
-                  "spec": tf.Variable(json.dumps(spec, sort_keys=True))}
+                  "spec": tf.Variable(json.dumps(spec, sort_keys=True)),
+                  **(extra or {})}
     self._snapshot = None  # made at the first restore or save
     self._writer = concurrent.futures.ThreadPoolExecutor(
         1, thread_name_prefix="checkpoint")
     self._pending = None  # the save being written, a Future
-
-  def track(self, **variables) -> None:
-    """Adds more state (e.g. the last epoch's train loss) to the checkpoint."""
-    assert self._snapshot is None, "track() before the first restore or save"
-    self._live.update(variables)
 
   def _checkpoint(self) -> tf.train.Checkpoint:
     if self._snapshot is None:
@@ -214,7 +202,7 @@ class Checkpointer:
     except (tf.errors.OpError, OSError) as e:
       self._model_dir.remove_partial_saves()
       raise StorageError(
-          f"could not save checkpoint {prefix}: {durable.reason(e)}; last "
+          f"could not save checkpoint {prefix}: {reason(e)}; last "
           f"good checkpoint: {self._last_good or 'none'}") from e
     self._last_good = path
     logging.info("saved checkpoint %s", path)

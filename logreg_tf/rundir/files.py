@@ -14,14 +14,15 @@ import json
 import os
 import re
 import time
-from typing import List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 from absl import logging
 from google.protobuf import text_format
 import tensorflow as tf
 
 PREFIX = "ckpt"
-SPEC_KEY = "spec/.ATTRIBUTES/VARIABLE_VALUE"
+VALUE = "/.ATTRIBUTES/VARIABLE_VALUE"  # how tf.train.Checkpoint keys a variable
+SPEC_KEY = "spec" + VALUE
 _STATE = "checkpoint"
 _NUMBER = re.compile(rf"{PREFIX}-(\d+)$")
 
@@ -68,21 +69,29 @@ def candidates(directory: str) -> List[str]:
                 reverse=True)
 
 
-def verify(prefix: str) -> Tuple[Optional[dict], Optional[str]]:
-  """(the run's spec, None) for an intact checkpoint, else (None, reason).
+def read(prefix: str) -> Tuple[Optional[Dict[str, object]], Optional[str]]:
+  """(every tensor by its key, None) for an intact checkpoint, else (None,
+  the reason).
 
-  Reads every tensor: TensorFlow checks each against its stored checksum,
-  so a truncated, zeroed or missing file is caught here, before any
-  variable is touched.
+  TensorFlow checks each tensor it reads against its stored checksum, so a
+  truncated, zeroed or missing file is caught here, before any variable is
+  touched. The run's spec is decoded (under SPEC_KEY) as a dict.
   """
   try:
     reader = tf.train.load_checkpoint(prefix)
-    for key in reader.get_variable_to_shape_map():
-      reader.get_tensor(key)
-    return json.loads(reader.get_tensor(SPEC_KEY)), None
+    tensors = {key: reader.get_tensor(key)
+               for key in reader.get_variable_to_shape_map()}
+    tensors[SPEC_KEY] = json.loads(tensors[SPEC_KEY])
+    return tensors, None
   except (tf.errors.OpError, ValueError, IndexError, KeyError) as e:
     text = str(e).strip().splitlines()[0] if str(e).strip() else ""
     return None, f"{type(e).__name__}: {text}" if text else type(e).__name__
+
+
+def verify(prefix: str) -> Tuple[Optional[dict], Optional[str]]:
+  """(the run's spec, None) for an intact checkpoint, else (None, reason)."""
+  tensors, problem = read(prefix)
+  return (tensors[SPEC_KEY] if tensors else None), problem
 
 
 def point_state_at(directory: str, prefix: str, older: List[str]) -> None:

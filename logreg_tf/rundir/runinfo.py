@@ -40,7 +40,7 @@ def _git_commit() -> Optional[str]:
   return out.stdout.strip() if out.returncode == 0 else None
 
 
-def describe(data) -> dict:
+def dataset_record(data) -> dict:
   """The dataset entry of run.json: what was trained and tested on."""
   return {
       **data.info.to_json(),

@@ -1,7 +1,6 @@
 """One log line per display step, and the same scalars in TensorBoard."""
 
 import contextlib
-import dataclasses
 import os
 from typing import Dict, Iterable, Optional
 
@@ -9,7 +8,7 @@ from absl import logging
 import tensorflow as tf
 
 from logreg_tf.rundir import durable
-from logreg_tf.errors import StorageError
+from logreg_tf.errors import StorageError, reason
 
 # Log key -> TensorBoard tag. The log line and the event file carry the same.
 TAGS = {
@@ -28,16 +27,24 @@ def format_line(epoch: int, num_epochs: int, metrics: Dict[str, float]) -> str:
   return f"epoch {epoch:>{width}}/{num_epochs}  {fields}"
 
 
-def hparam_values(config, info) -> Dict[str, object]:
-  """What the run is, as TensorBoard hparams: the config and the data."""
-  values = {}
-  for key, value in dataclasses.asdict(config).items():
-    if key == "classes":
-      value = ",".join(info.class_names) if value else "all"
-    elif key == "batch_size" and value is None:
-      value = "full"
-    values[key] = value
-  values["dataset_version"] = info.version or "none"
+# What TensorBoard's HParams tab shows of a run's description (config.describe):
+# the config's own fields and the dataset's version; the shapes and class
+# indices it also records are facts of the data, not choices.
+HPARAMS = ("dataset", "train_split", "test_split", "classes", "learning_rate",
+           "lr_schedule", "num_epochs", "display_step", "batch_size", "seed",
+           "init", "use_bias", "l2", "dataset_version")
+
+
+def hparam_values(description: dict) -> Dict[str, object]:
+  """What the run is, as TensorBoard hparams (scalars and strings only)."""
+  values = {key: description[key] for key in HPARAMS}
+  if description["class_indices"] is None:
+    values["classes"] = "all"
+  else:
+    values["classes"] = ",".join(description["classes"])
+  if values["batch_size"] is None:
+    values["batch_size"] = "full"
+  values["dataset_version"] = values["dataset_version"] or "none"
   return values
 
 
@@ -46,7 +53,7 @@ def drop_after(event_files: Iterable[str], step: int) -> None:
 
   A resumed run writes again every epoch after its checkpoint; what the
   interrupted run wrote of those epochs goes first, so TensorBoard shows
-  each step once. Files are rewritten under a temporary name and renamed.
+  each step once. Each file is replaced atomically (durable.replacing).
   """
   for path in event_files:
     if step == 0:
@@ -64,11 +71,10 @@ def drop_after(event_files: Iterable[str], step: int) -> None:
       dropped += 1  # a last record cut short by the kill: drop it too
     if not dropped:
       continue
-    tmp = f"{path}.{os.getpid()}.tmp"
-    with tf.io.TFRecordWriter(tmp) as writer:
-      for record in kept:
-        writer.write(record)
-    os.replace(tmp, path)
+    with durable.replacing(path) as tmp:
+      with tf.io.TFRecordWriter(tmp) as writer:
+        for record in kept:
+          writer.write(record)
     logging.info("TensorBoard: dropped %d events after step %d from %s, to "
                  "be written again", dropped, step, path)
 
@@ -93,15 +99,15 @@ class Reporter:
       yield
     except (tf.errors.OpError, OSError) as e:
       raise StorageError(f"cannot write TensorBoard events in "
-                         f"{self._events_dir}: {durable.reason(e)}") from e
+                         f"{self._events_dir}: {reason(e)}") from e
 
-  def hparams(self, config, info) -> None:
+  def hparams(self, description: dict) -> None:
     """Writes the run's hyperparameters once, for TensorBoard's HParams tab."""
     if self._writer is None:
       return
     # Imported here: only runs that write events need the plugin.
     from tensorboard.plugins.hparams import api as hp
-    values = hparam_values(config, info)
+    values = hparam_values(description)
     with self._storage_errors(), self._writer.as_default():
       hp.hparams_config(
           hparams=[hp.HParam(k) for k in values],
@@ -143,4 +149,4 @@ class Reporter:
         self._writer.close()
       except (tf.errors.OpError, OSError) as e:
         logging.warning("closing the TensorBoard events in %s: %s",
-                        self._events_dir, durable.reason(e))
+                        self._events_dir, reason(e))

@@ -1,7 +1,9 @@
-"""A trained model read back from a checkpoint, for evaluate and export.
+"""A trained model read back from a checkpoint, for evaluate, export and
+predict.
 
 Everything is rebuilt from the spec stored in the checkpoint (dataset, image
-shape, classes, outputs, bias): the weights alone are read, never an
+shape, classes, outputs, bias), and the checkpoint is read once: the read
+that checks every tensor's checksum also gives the weights. Never an
 optimizer.
 """
 
@@ -10,13 +12,12 @@ import math
 import os
 from typing import Optional
 
-
-from logreg_tf.rundir import files as ckpt_files, snapshot
-from logreg_tf.rundir.checkpoints import model_variables
-from logreg_tf.config import RunConfig
+from logreg_tf.config import DataSpec
 from logreg_tf.data.dataset import DatasetInfo
 from logreg_tf.errors import UserError
 from logreg_tf.model import head_for, linear_model
+from logreg_tf.rundir import files as ckpt_files
+from logreg_tf.rundir.checkpoints import model_variables
 from logreg_tf.rundir.workdir import ModelDir
 
 
@@ -27,14 +28,14 @@ class Trained:
   spec: dict
   path: str  # the checkpoint read
 
-  def config(self, split: Optional[str] = None) -> RunConfig:
-    """The RunConfig that loads this model's data (its classes, by name)."""
+  def data(self, split: Optional[str] = None) -> DataSpec:
+    """The data this model was trained on (its classes, by name); its test
+    split, or `split`."""
     spec = self.spec
-    return RunConfig(dataset=spec["dataset"],
-                     train_split=spec.get("train_split", "train"),
-                     test_split=split or spec.get("test_split", "test"),
-                     classes=tuple(spec["classes"]),
-                     use_bias=spec["use_bias"])
+    return DataSpec(dataset=spec["dataset"],
+                    train_split=spec.get("train_split", "train"),
+                    test_split=split or spec.get("test_split", "test"),
+                    classes=tuple(spec["classes"]))
 
   def check_data(self, info: DatasetInfo) -> None:
     """The data must be what the model was trained on: shape and classes."""
@@ -48,16 +49,19 @@ class Trained:
           f"{','.join(self.spec['classes'])})")
 
 
-def find_checkpoint(model_dir: Optional[str], checkpoint: Optional[str]) -> str:
-  """--checkpoint as given, or the newest intact checkpoint of --model_dir."""
+def _read_newest(model_dir: Optional[str], checkpoint: Optional[str]):
+  """(path, tensors) of --checkpoint, or of --model_dir's newest intact one."""
   if checkpoint:
-    return checkpoint
+    tensors, problem = ckpt_files.read(checkpoint)
+    if problem is not None:
+      raise UserError(f"checkpoint {checkpoint} cannot be read: {problem}")
+    return checkpoint, tensors
   directory = ModelDir(model_dir).checkpoints
   problems = []
   for path in ckpt_files.candidates(directory):
-    _, problem = ckpt_files.verify(path)
+    tensors, problem = ckpt_files.read(path)
     if problem is None:
-      return path
+      return path, tensors
     problems.append(f"{os.path.basename(path)} ({problem})")
   if problems:
     raise UserError(f"no intact checkpoint in {directory}: "
@@ -69,17 +73,14 @@ def find_checkpoint(model_dir: Optional[str], checkpoint: Optional[str]) -> str:
 def load(model_dir: Optional[str] = None, checkpoint: Optional[str] = None,
          dataset: Optional[str] = None) -> Trained:
   """The model of a checkpoint; `dataset`, when given, must be its dataset."""
-  path = find_checkpoint(model_dir, checkpoint)
-  spec, problem = ckpt_files.verify(path)
-  if problem is not None:
-    raise UserError(f"checkpoint {path} cannot be read: {problem}")
+  path, tensors = _read_newest(model_dir, checkpoint)
+  spec = tensors[ckpt_files.SPEC_KEY]
   if dataset and dataset != spec["dataset"]:
     raise UserError(f"checkpoint {path} is of dataset {spec['dataset']!r}, "
                     f"not --dataset={dataset!r}; leave --dataset unset to use "
                     "the checkpoint's")
   model = linear_model(math.prod(spec["image_shape"]), spec["num_outputs"],
                        use_bias=spec["use_bias"], init="zeros", seed=0)
-  shadow = snapshot.Snapshot(model_variables(model))
-  shadow.checkpoint.restore(path).expect_partial()
-  shadow.apply()
+  for name, variable in model_variables(model).items():
+    variable.assign(tensors[name + ckpt_files.VALUE])
   return Trained(model, head_for(spec["num_outputs"]), spec, path)

@@ -70,8 +70,12 @@ class ModelDir:
   def run_json(self) -> str:
     return os.path.join(self.root, _RUN_JSON)
 
+  @property
+  def figures(self) -> str:
+    return os.path.join(self.root, _FIGURES)
+
   def figure(self, name: str) -> str:
-    return os.path.join(self.root, _FIGURES, f"{name}.png")
+    return os.path.join(self.figures, f"{name}.png")
 
   @property
   def events(self) -> str:
@@ -88,7 +92,7 @@ class ModelDir:
     """--fresh: removes what earlier runs left here, and only that (the lock
     file stays: it belongs to the run that clears)."""
     shutil.rmtree(self.checkpoints, ignore_errors=True)
-    shutil.rmtree(os.path.join(self.root, _FIGURES), ignore_errors=True)
+    shutil.rmtree(self.figures, ignore_errors=True)
     for path in self.event_files():
       os.remove(path)
     if os.path.exists(self.run_json):
