@@ -140,12 +140,18 @@ def error_lines(stderr: str):
   return [l for l in stderr.splitlines() if l.startswith("logreg-train:")]
 
 
-def summary_values(model_dir):
-  """(step, summary value) of every event file under model_dir."""
+def summary_values(model_dir, still_writing=False):
+  """(step, summary value) of every event file under model_dir. With
+  still_writing, a file's last record may be half written (a run writes it
+  as we read): its records up to there, as TensorBoard reads them."""
   for path in glob.glob(os.path.join(model_dir, "events.out.tfevents.*")):
-    for event in tf.compat.v1.train.summary_iterator(path):
-      for value in event.summary.value:
-        yield event.step, value
+    try:
+      for event in tf.compat.v1.train.summary_iterator(path):
+        for value in event.summary.value:
+          yield event.step, value
+    except tf.errors.DataLossError:
+      if not still_writing:
+        raise
 
 
 def read_scalars(model_dir):

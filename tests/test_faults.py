@@ -176,10 +176,11 @@ def test_a_killed_run_leaves_no_stale_lock(idx, one_go, tmp_path):
   assert_same_run(one_go, str(model_dir))
 
 
-def _event_counts(model_dir):
+def _event_counts(model_dir, still_writing=False):
   """{(tag, step): how many events} over every event file."""
-  return collections.Counter((value.tag, step)
-                             for step, value in summary_values(model_dir))
+  return collections.Counter(
+      (value.tag, step)
+      for step, value in summary_values(model_dir, still_writing))
 
 
 @pytest.mark.process
@@ -190,7 +191,7 @@ def test_tensorboard_shows_each_step_once_after_a_resume(idx, tmp_path):
   proc = start_cli(*args)
   # Killed once epochs after the first checkpoint were written to events.
   def past_checkpoint():
-    steps = [s for (tag, s) in _event_counts(str(model_dir))
+    steps = [s for (tag, s) in _event_counts(str(model_dir), True)
              if tag == "test/accuracy"]
     return (model_dir / "checkpoints" / "checkpoint").exists() and (
         max(steps, default=0) > 210)
