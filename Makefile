@@ -30,8 +30,10 @@ $(STAMP): pyproject.toml
 train: $(STAMP)
 	$(PY) -m logreg_tf.train $(if $(CONFIG),--flagfile=configs/$(CONFIG).cfg) --model_dir=$(RUN_DIR) $(ARGS)
 
+# A test process per core (pytest-xdist): 11 min 32 s here, against
+# 16 min 56 s in one process (README, Tests).
 test: $(STAMP)
-	$(PY) -m pytest $(ARGS)
+	$(PY) -m pytest -n auto $(ARGS)
 
 # The edit loop: everything in this process (no test that starts a program),
 # and of the real data only one short run.

@@ -1,11 +1,12 @@
 """Shared set-up and fixtures: small IDX files, mocked TFDS, the offline
 MNIST, absl's log lines.
 
-The whole session runs in one process with the CPU split into two logical
-devices, set up once before TensorFlow starts, so that the mirrored cases
-run in-process next to the one-device ones (which use the first device, as
-a command without a strategy does). Like the commands, the session makes
-TensorFlow deterministic.
+Each test process (one, or one per pytest-xdist worker: `make test` runs
+`-n auto`) splits the CPU into two logical devices once, before its first
+TensorFlow op, so that the mirrored cases run in-process next to the
+one-device ones (which use the first device, as a command without a strategy
+does). Like the commands, it makes TensorFlow deterministic. Session
+fixtures train once per test process.
 """
 
 import gzip
@@ -29,6 +30,13 @@ def pytest_configure(config):
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
   os.environ["XDG_CACHE_HOME"] = str(REPO / ".pytest_cache" / "xdg")
   os.environ.pop("TF_CONFIG", None)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _tensorflow():
+  """Before the session's first TensorFlow op (collection runs none): the
+  CPU as LOGICAL_CPUS devices, and deterministic kernels. In each process
+  that runs tests (each pytest-xdist worker), not in xdist's controller."""
   import tensorflow as tf
   cpu = tf.config.list_physical_devices("CPU")[0]
   tf.config.set_logical_device_configuration(
@@ -143,3 +151,25 @@ class SmallRuns:
 @pytest.fixture(scope="session")
 def small_runs(tmp_path_factory) -> SmallRuns:
   return SmallRuns(tmp_path_factory.mktemp("small_runs"))
+
+
+@pytest.fixture(scope="session")
+def config_runs(tmp_path_factory):
+  """get(name): (final metrics, model_dir) of configs/NAME.cfg trained on
+  the offline data in this process, once per session (several tests hold
+  the same run to different figures)."""
+  from helpers import parse_train
+  from logreg_tf import loop
+  from logreg_tf.config import Storage
+  runs = {}
+
+  def get(name):
+    if name not in runs:
+      data_dir = str(_shared_or_skip("tensorflow_datasets"))
+      config, _ = parse_train(f"--flagfile={REPO / 'configs' / name}.cfg")
+      model_dir = str(tmp_path_factory.mktemp(f"config-{name}"))
+      metrics = loop.train_and_evaluate(
+          config, Storage(data_dir=data_dir, model_dir=model_dir))
+      runs[name] = metrics, model_dir
+    return runs[name]
+  return get

@@ -103,16 +103,14 @@ def test_read_only_directory_for_a_normal_user(tmp_path):
 
 
 @pytest.mark.process
-@pytest.mark.parametrize("args,quoted", [
-    (["--learning_rate=0"], "--learning_rate=0.0"),
-    (["--idx_dir={tmp}/nowhere"], "nowhere' is not a directory")])
-def test_bad_input_as_a_program(tmp_path, args, quoted):
-  args = [a.format(tmp=tmp_path) for a in args]
-  result = run_cli(*args, f"--model_dir={tmp_path / 'out'}")
+def test_bad_input_as_a_program(tmp_path):
+  # The process boundary: status 1, the one line, no traceback, nothing
+  # written (test_cli.py has more rows as programs).
+  result = run_cli("--learning_rate=0", f"--model_dir={tmp_path / 'out'}")
   assert result.returncode == 1, result.stderr[-2000:]
   assert "Traceback" not in result.stderr
   (line,) = error_lines(result.stderr)
-  assert quoted.format(tmp=tmp_path) in line
+  assert "--learning_rate=0.0" in line
   assert not (tmp_path / "out").exists()
 
 

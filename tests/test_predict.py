@@ -119,11 +119,8 @@ def test_mnist_preprocessing_of_a_photo_of_a_digit():
 
 @pytest.mark.real_data
 def test_photos_of_mnist_digits_with_mnist_preprocessing(shared_tfds_dir,
-                                                        tmp_path):
-  model_dir = tmp_path / "run"
-  result = train(f"--data_dir={shared_tfds_dir}", f"--model_dir={model_dir}",
-                 f"--flagfile={REPO}/configs/fast.cfg")
-  assert result.returncode == 0, result.stderr[-2000:]
+                                                        config_runs, tmp_path):
+  _, model_dir = config_runs("fast")  # configs/fast.cfg, trained once
   from logreg_tf.config import DataSpec, Storage
   test = data.load_selected(DataSpec(), Storage(data_dir=shared_tfds_dir))
   photos = tmp_path / "photos"

@@ -63,12 +63,11 @@ def _documented_accuracy(path):
 
 @pytest.mark.parametrize("name", ["tutorial", "smoke", "best", "fast",
                                   "fashion_mnist"])
-def test_each_config_reaches_the_accuracy_it_documents(shared_tfds_dir, name):
+def test_each_config_reaches_the_accuracy_it_documents(config_runs, name):
   # The figures in configs/ and README were measured on this project's CPU;
   # another CPU's float rounding may move a few of 10,000 test examples.
   path = REPO / "configs" / f"{name}.cfg"
-  config, _ = parse_train(f"--flagfile={path}")
-  metrics = loop.train_and_evaluate(config, Storage(data_dir=shared_tfds_dir))
+  metrics, _ = config_runs(name)
   assert metrics["test_accuracy"] == pytest.approx(
       _documented_accuracy(path), abs=0.002)
 
@@ -80,9 +79,9 @@ def test_defaults_reach_the_readme_figure(shared_tfds_dir):
   assert metrics["test_accuracy"] == pytest.approx(0.8894, abs=0.002)
 
 
-def test_best_config_reaches_92_5_percent(shared_tfds_dir):
+def test_best_config_reaches_92_5_percent(config_runs):
   config, _ = parse_train(f"--flagfile={REPO}/configs/best.cfg")
-  metrics = loop.train_and_evaluate(config, Storage(data_dir=shared_tfds_dir))
+  metrics, _ = config_runs("best")
   assert metrics["epoch"] == config.num_epochs
   assert metrics["test_accuracy"] >= 0.925
 
@@ -120,9 +119,12 @@ def test_fashion_mnist_from_idx_files_equals_tfds(shared_tfds_dir, tmp_path):
   names = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
            "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
   for split, (images, labels) in names.items():
+    # Plain files: gzip at its default level costs seconds here, and
+    # test_idx.py reads .gz files.
     flat = getattr(from_tfds, f"{split}_images")
-    write_idx(tmp_path / (images + ".gz"), flat.reshape(-1, 28, 28), True)
-    write_idx(tmp_path / labels, getattr(from_tfds, f"{split}_labels"))
+    write_idx(tmp_path / images, flat.reshape(-1, 28, 28))
+    write_idx(tmp_path / (labels + ".gz"), getattr(from_tfds,
+                                                   f"{split}_labels"), True)
   from_idx = data.load(config.data, Storage(idx_dir=str(tmp_path)))
   # Class names from TFDS's own description of fashion_mnist.
   assert from_idx.info.class_names == from_tfds.info.class_names
