@@ -30,8 +30,8 @@ $(STAMP): pyproject.toml
 train: $(STAMP)
 	$(PY) -m logreg_tf.train $(if $(CONFIG),--flagfile=configs/$(CONFIG).cfg) --model_dir=$(RUN_DIR) $(ARGS)
 
-# A test process per core (pytest-xdist): 11 min 32 s here, against
-# 16 min 56 s in one process (README, Tests).
+# A test process per core (pytest-xdist); README's Tests section says what
+# that saves here.
 test: $(STAMP)
 	$(PY) -m pytest -n auto $(ARGS)
 

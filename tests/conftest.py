@@ -158,18 +158,14 @@ def config_runs(tmp_path_factory):
   """get(name): (final metrics, model_dir) of configs/NAME.cfg trained on
   the offline data in this process, once per session (several tests hold
   the same run to different figures)."""
-  from helpers import parse_train
+  from helpers import made_once, parse_train
   from logreg_tf import loop
   from logreg_tf.config import Storage
-  runs = {}
 
-  def get(name):
-    if name not in runs:
-      data_dir = str(_shared_or_skip("tensorflow_datasets"))
-      config, _ = parse_train(f"--flagfile={REPO / 'configs' / name}.cfg")
-      model_dir = str(tmp_path_factory.mktemp(f"config-{name}"))
-      metrics = loop.train_and_evaluate(
-          config, Storage(data_dir=data_dir, model_dir=model_dir))
-      runs[name] = metrics, model_dir
-    return runs[name]
-  return get
+  def make(name, model_dir):
+    data_dir = str(_shared_or_skip("tensorflow_datasets"))
+    config, _ = parse_train(f"--flagfile={REPO / 'configs' / name}.cfg")
+    metrics = loop.train_and_evaluate(
+        config, Storage(data_dir=data_dir, model_dir=str(model_dir)))
+    return metrics, str(model_dir)
+  return made_once(tmp_path_factory, "config", make)

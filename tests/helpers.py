@@ -135,6 +135,18 @@ def wait_for(ready, proc, what, timeout=120):
     time.sleep(0.01)
 
 
+def made_once(tmp_path_factory, prefix, make):
+  """get(key): what make(key, model_dir) returned, run in a new model_dir on
+  the first get(key) only (a session or module fixture's runs)."""
+  results = {}
+
+  def get(key):
+    if key not in results:
+      results[key] = make(key, tmp_path_factory.mktemp(f"{prefix}-{key}"))
+    return results[key]
+  return get
+
+
 def error_lines(stderr: str):
   """The lines our command wrote as errors (absl/TF logging filtered out)."""
   return [l for l in stderr.splitlines() if l.startswith("logreg-train:")]

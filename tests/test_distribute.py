@@ -19,8 +19,8 @@ import numpy as np
 import pytest
 
 from conftest import REPO, make_idx_dir
-from helpers import (assert_same_run, error_lines, final_state, run_cli,
-                     run_launcher, start_launcher, train, wait_for,
+from helpers import (assert_same_run, error_lines, final_state, made_once,
+                     run_cli, run_launcher, start_launcher, train, wait_for,
                      worker_pids)
 from logreg_tf.distributed import tf_config
 from logreg_tf.errors import UserError
@@ -53,26 +53,17 @@ def _flags(idx, model_dir, case, *extra):
           "--init=normal", *CASES[case], *extra]
 
 
-def _made_once(tmp_path_factory, prefix, make):
-  """get(key): the model_dir of `make(key, model_dir)`, run once per key on
-  first use, which must exit 0."""
-  runs = {}
-
-  def get(key):
-    if key not in runs:
-      model_dir = tmp_path_factory.mktemp(f"{prefix}-{key}")
-      result = make(key, model_dir)
-      assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
-      runs[key] = model_dir
-    return runs[key]
-  return get
+def _succeeded(result, model_dir):
+  """model_dir, once its run (a CompletedProcess) exited 0."""
+  assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+  return model_dir
 
 
 @pytest.fixture(scope="module")
 def one_device(idx, tmp_path_factory):
   """The one-device run of each case (made once, on first use)."""
-  return _made_once(tmp_path_factory, "one",
-                    lambda case, d: train(*_flags(idx, d, case)))
+  return made_once(tmp_path_factory, "one", lambda case, d: _succeeded(
+      train(*_flags(idx, d, case)), d))
 
 
 def assert_matches(reference_dir, model_dir):
@@ -159,8 +150,9 @@ def uninterrupted(idx, tmp_path_factory):
   """The uninterrupted two-worker run of each mode (made on first use)."""
   def make(mode, model_dir):
     epochs, extra = STOP_MODES[mode]
-    return run_launcher(*_long_flags(idx, model_dir, epochs), *extra)
-  return _made_once(tmp_path_factory, "uninterrupted", make)
+    return _succeeded(run_launcher(*_long_flags(idx, model_dir, epochs),
+                                   *extra), model_dir)
+  return made_once(tmp_path_factory, "uninterrupted", make)
 
 
 def _saved(log, epoch):

@@ -13,8 +13,8 @@ from logreg_tf import data, metrics
 from logreg_tf.data import images
 
 from logreg_tf.rundir import trained as trained_lib
-from conftest import REPO, SmallRuns
-from helpers import invoke, run_command, train
+from conftest import SmallRuns
+from helpers import invoke, run_command
 
 
 @pytest.fixture
