@@ -13,7 +13,7 @@ worker: every address of TF_CONFIG is tried over TCP to find which one.
 import dataclasses
 import os
 import time
-from typing import Optional
+from typing import List, Optional
 
 from absl import logging
 
@@ -55,14 +55,27 @@ class Placement:
 
   def lost_worker(self, error: Exception, epoch: int,
                   checkpoint: Optional[str]) -> WorkerError:
-    """The one line for a collective that failed: which peers are gone."""
-    gone = unreachable(self.cluster.peers) if self.cluster else []
+    """The one line for a collective that failed: which peers are gone.
+
+    A peer killed a moment ago can still take connections while the kernel
+    tears its process down (its collectives failed first), so the peers are
+    tried again for up to `settle` seconds before none counts as gone.
+    """
+    gone = self._gone_peers() if self.cluster else []
     who = ("lost " + ", ".join(gone) if gone else
            f"a worker failed ({type(error).__name__}: "
            f"{str(error).strip().splitlines()[0][:200]})")
     return WorkerError(
         f"{self.worker}: {who} during epoch {epoch}; last good checkpoint: "
         f"{checkpoint or 'none'}; start every worker again to resume")
+
+  def _gone_peers(self, settle: float = 5.0) -> List[str]:
+    deadline = time.monotonic() + settle
+    while True:
+      gone = unreachable(self.cluster.peers)
+      if gone or time.monotonic() > deadline:
+        return gone
+      time.sleep(0.25)
 
 
 class _QuietCollectives:
