@@ -61,6 +61,7 @@ class Placement:
     tears its process down (its collectives failed first), so the peers are
     tried again for up to `settle` seconds before none counts as gone.
     """
+    _JOINED.clear()  # a broken cluster has nothing to wait for at exit
     gone = self._gone_peers() if self.cluster else []
     who = ("lost " + ", ".join(gone) if gone else
            f"a worker failed ({type(error).__name__}: "
@@ -100,6 +101,34 @@ def _configure_cpu_devices(count: int) -> None:
 
 
 _MIRRORED = {}  # devices -> the MirroredStrategy made over them here
+_JOINED = []  # (cluster, timeout) of the cluster this process joined
+
+
+def part() -> None:
+  """Before a worker's process ends without Python's finalisation
+  (cli.leave), what TensorFlow's own shutdown barrier would do: a worker
+  through its last collective must not go while a peer still pulls from it
+  (a ring all-reduce receives by asking the peer), or the peer fails with
+  'Connection refused'. So the workers meet at a barrier, and the first
+  task, which hosts the coordination service, then waits (as long as
+  --worker_timeout) for the others to go, so that the barrier's answer
+  reaches them. After a lost worker there is nothing to wait for."""
+  if not _JOINED:
+    return
+  import tensorflow as tf
+  from tensorflow.python.eager import context
+  (cluster, timeout), = _JOINED
+  _JOINED.clear()
+  try:
+    context.context().wait_at_barrier("logreg_tf/leave", int(timeout * 1e3))
+  except tf.errors.OpError as e:
+    logging.warning("the workers did not meet before exiting: %s",
+                    str(e).strip().splitlines()[0][:200])
+    return
+  deadline = time.monotonic() + timeout
+  while (cluster.index == 0 and time.monotonic() < deadline and
+         len(unreachable(cluster.peers, 0.5)) < len(cluster.peers)):
+    time.sleep(0.02)
 
 
 def _mirrored(devices):
@@ -203,6 +232,7 @@ def place(name: str, cpu_devices: Optional[int] = None,
   except (tf.errors.DeadlineExceededError, tf.errors.UnavailableError,
           tf.errors.AbortedError, tf.errors.InternalError) as e:
     raise _formed_or_error(cluster, timeout, e) from e
+  _JOINED[:] = [(cluster, timeout)]
   logging.info("multi_worker: %s of %d (%s), %d replicas in all",
                cluster.name, len(cluster.tasks),
                ", ".join(f"{n} {a}" for n, a in cluster.tasks),
