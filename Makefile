@@ -35,10 +35,10 @@ train: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -n auto $(ARGS)
 
-# The edit loop: everything in this process (no test that starts a program),
-# and of the real data only one short run.
+# The edit loop: no test that starts a program, and of the real data only
+# one short run; a test process per core as well.
 test-quick: $(STAMP)
-	$(PY) -m pytest -m "not process and (not real_data or short)" $(ARGS)
+	$(PY) -m pytest -n auto -m "not process and (not real_data or short)" $(ARGS)
 
 bench: $(STAMP)
 	$(PY) scripts/benchmark.py $(ARGS)

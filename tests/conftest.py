@@ -66,15 +66,20 @@ def write_idx(path, array: np.ndarray, compress: bool = False) -> str:
   return str(path)
 
 
-def make_idx_dir(root, n_train=120, n_test=40, compress=True, seed=0):
-  """Four IDX files of random MNIST-shaped data; returns (dir, arrays)."""
+def idx_arrays(n_train=120, n_test=40, seed=0):
+  """The arrays of make_idx_dir's four files, by file name."""
   rng = np.random.default_rng(seed)
-  arrays = {
+  return {
       "train-images-idx3-ubyte": rng.integers(0, 256, (n_train, 28, 28)),
       "train-labels-idx1-ubyte": np.arange(n_train) % 10,
       "t10k-images-idx3-ubyte": rng.integers(0, 256, (n_test, 28, 28)),
       "t10k-labels-idx1-ubyte": np.arange(n_test) % 10,
   }
+
+
+def make_idx_dir(root, n_train=120, n_test=40, compress=True, seed=0):
+  """Four IDX files of random MNIST-shaped data; returns (dir, arrays)."""
+  arrays = idx_arrays(n_train, n_test, seed)
   os.makedirs(root, exist_ok=True)
   for name, a in arrays.items():
     write_idx(os.path.join(root, name + (".gz" if compress else "")),
@@ -110,6 +115,18 @@ def shared_tfds_dir() -> str:
 
 
 @pytest.fixture
+def decoded(shared_tfds_dir):
+  """Storage of the offline data through the decoded-data cache that the
+  commands use by default (under .pytest_cache, see pytest_configure):
+  decoding MNIST from TFDS takes 4 to 8 s here, so the first test of a
+  checkout decodes and the others read the cache. The tests of decoding
+  itself read TFDS without it."""
+  from logreg_tf.config import Storage
+  from logreg_tf.data import cache
+  return Storage(data_dir=shared_tfds_dir, cache_dir=cache.default_dir())
+
+
+@pytest.fixture
 def shared_idx_dir() -> str:
   return str(_shared_or_skip("mnist-idx"))
 
@@ -124,33 +141,41 @@ def mnist_info(**overrides):
 
 
 class SmallRuns:
-  """Runs trained once per session on small IDX data, in this process:
-  `softmax` (10 classes) and `binomial` (3 vs 8) model directories, and
-  `export`, the SavedModel base directory of the softmax run. Tests that
+  """Runs trained once per pytest run on small IDX data (in the first test
+  process that asks; see helpers.made_once): `softmax` (10 classes) and
+  `binomial` (3 vs 8) model directories, `export`, the SavedModel base
+  directory of the softmax run, and `idx` with its `arrays`. Tests that
   change a run work on a copy."""
 
   EPOCHS = 6
+  ROWS = (200, 60)  # training and test images
 
-  def __init__(self, root: pathlib.Path):
+  def __init__(self, paths: dict):
+    self.__dict__.update(paths)
+    self.arrays = idx_arrays(*self.ROWS)
+
+  @classmethod
+  def make(cls, root: pathlib.Path) -> dict:
     from helpers import invoke
-    self.idx, self.arrays = make_idx_dir(root / "idx", n_train=200,
-                                         n_test=60)
-    common = [f"--idx_dir={self.idx}", f"--num_epochs={self.EPOCHS}",
+    paths = {"idx": make_idx_dir(root / "idx", *cls.ROWS)[0],
+             "export": str(root / "export")}
+    common = [f"--idx_dir={paths['idx']}", f"--num_epochs={cls.EPOCHS}",
               "--batch_size=32", "--learning_rate=0.05"]
     for name, extra in (("softmax", []), ("binomial", ["--classes=3,8"])):
-      model_dir = root / name
-      result = invoke("train", *common, f"--model_dir={model_dir}", *extra)
+      paths[name] = str(root / name)
+      result = invoke("train", *common, f"--model_dir={paths[name]}", *extra)
       assert result.returncode == 0, result.stderr[-3000:]
-      setattr(self, name, str(model_dir))
-    self.export = str(root / "export")
-    result = invoke("export", f"--model_dir={self.softmax}",
-                    f"--export_dir={self.export}")
+    result = invoke("export", f"--model_dir={paths['softmax']}",
+                    f"--export_dir={paths['export']}")
     assert result.returncode == 0, result.stderr[-3000:]
+    return paths
 
 
 @pytest.fixture(scope="session")
 def small_runs(tmp_path_factory) -> SmallRuns:
-  return SmallRuns(tmp_path_factory.mktemp("small_runs"))
+  from helpers import made_once
+  return SmallRuns(made_once(tmp_path_factory, "small_runs",
+                             lambda _, root: SmallRuns.make(root))("all"))
 
 
 @pytest.fixture(scope="session")
@@ -161,11 +186,13 @@ def config_runs(tmp_path_factory):
   from helpers import made_once, parse_train
   from logreg_tf import loop
   from logreg_tf.config import Storage
+  from logreg_tf.data import cache
 
   def make(name, model_dir):
     data_dir = str(_shared_or_skip("tensorflow_datasets"))
     config, _ = parse_train(f"--flagfile={REPO / 'configs' / name}.cfg")
-    metrics = loop.train_and_evaluate(
-        config, Storage(data_dir=data_dir, model_dir=str(model_dir)))
+    metrics = loop.train_and_evaluate(config, Storage(
+        data_dir=data_dir, model_dir=str(model_dir),
+        cache_dir=cache.default_dir()))
     return metrics, str(model_dir)
   return made_once(tmp_path_factory, "config", make)

@@ -2,12 +2,15 @@
 the point) in a subprocess, and reading what runs wrote."""
 
 import contextlib
+import fcntl
 import glob
 import importlib
 import io
 import json
 import logging
 import os
+import pathlib
+import shutil
 import subprocess
 import sys
 import time
@@ -135,14 +138,36 @@ def wait_for(ready, proc, what, timeout=120):
     time.sleep(0.01)
 
 
+def _shared_root(tmp_path_factory) -> pathlib.Path:
+  """A directory that every test process of this pytest run sees: the
+  parent of pytest-xdist's per-worker base directories, or this process's
+  own base directory."""
+  base = tmp_path_factory.getbasetemp()
+  return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
 def made_once(tmp_path_factory, prefix, make):
-  """get(key): what make(key, model_dir) returned, run in a new model_dir on
-  the first get(key) only (a session or module fixture's runs)."""
+  """get(key): what make(key, directory) returned (JSON data: paths,
+  figures), made in a new directory on the first get(key) of the whole
+  pytest run. Under pytest-xdist the test processes share it: the first to
+  ask makes it under a file lock while the others wait, then all read what
+  it returned. Tests that change what was made work on a copy."""
+  root = _shared_root(tmp_path_factory) / "made_once"
   results = {}
 
   def get(key):
     if key not in results:
-      results[key] = make(key, tmp_path_factory.mktemp(f"{prefix}-{key}"))
+      name = f"{prefix}-{key}"
+      root.mkdir(exist_ok=True)
+      with open(root / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        done = root / f"{name}.json"
+        if not done.exists():
+          directory = root / name
+          shutil.rmtree(directory, ignore_errors=True)  # a failed make's
+          directory.mkdir()
+          done.write_text(json.dumps(make(key, directory), default=str))
+        results[key] = json.loads(done.read_text())
     return results[key]
   return get
 

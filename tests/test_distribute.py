@@ -43,8 +43,10 @@ CASES = {
 
 @pytest.fixture(scope="module")
 def idx(tmp_path_factory):
-  return make_idx_dir(tmp_path_factory.mktemp("idx"), n_train=999,
-                      n_test=101)[0]
+  # One path for every test process: the runs made once are compared with
+  # runs made elsewhere.
+  return made_once(tmp_path_factory, "distribute", lambda _, d: make_idx_dir(
+      d, n_train=999, n_test=101)[0])("idx")
 
 
 def _flags(idx, model_dir, case, *extra):

@@ -118,11 +118,11 @@ def test_mnist_preprocessing_of_a_photo_of_a_digit():
 
 
 @pytest.mark.real_data
-def test_photos_of_mnist_digits_with_mnist_preprocessing(shared_tfds_dir,
-                                                        config_runs, tmp_path):
+def test_photos_of_mnist_digits_with_mnist_preprocessing(decoded, config_runs,
+                                                        tmp_path):
   _, model_dir = config_runs("fast")  # configs/fast.cfg, trained once
-  from logreg_tf.config import DataSpec, Storage
-  test = data.load_selected(DataSpec(), Storage(data_dir=shared_tfds_dir))
+  from logreg_tf.config import DataSpec
+  test = data.load_selected(DataSpec(), decoded)
   photos = tmp_path / "photos"
   photos.mkdir()
   for i in range(40):

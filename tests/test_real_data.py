@@ -42,14 +42,13 @@ def test_idx_files_give_the_same_examples_as_tfds(shared_tfds_dir,
 
 
 @pytest.mark.short
-def test_one_epoch_of_minibatch_sgd(shared_tfds_dir):
+def test_one_epoch_of_minibatch_sgd(decoded):
   # One pass of batch-100 SGD at rate 0.5 measured 0.9135 here. A linear model
   # that learned nothing scores about 0.11 (the most common digit); 0.89
   # leaves room for other CPUs' rounding yet fails on any real regression
   # (a wrong gradient, shuffle or label mapping costs far more than 2 points).
   metrics = loop.train_and_evaluate(
-      RunConfig(batch_size=100, learning_rate=0.5, num_epochs=1),
-      Storage(data_dir=shared_tfds_dir))
+      RunConfig(batch_size=100, learning_rate=0.5, num_epochs=1), decoded)
   assert metrics["test_accuracy"] > 0.89
 
 
@@ -72,9 +71,8 @@ def test_each_config_reaches_the_accuracy_it_documents(config_runs, name):
       _documented_accuracy(path), abs=0.002)
 
 
-def test_defaults_reach_the_readme_figure(shared_tfds_dir):
-  metrics = loop.train_and_evaluate(RunConfig(),
-                                    Storage(data_dir=shared_tfds_dir))
+def test_defaults_reach_the_readme_figure(decoded):
+  metrics = loop.train_and_evaluate(RunConfig(), decoded)
   assert metrics["epoch"] == 500
   assert metrics["test_accuracy"] == pytest.approx(0.8894, abs=0.002)
 
@@ -87,7 +85,7 @@ def test_best_config_reaches_92_5_percent(config_runs):
 
 
 @pytest.mark.parametrize("classes", [(3, 8), (4, 9)])
-def test_binomial_pairs(shared_tfds_dir, classes):
+def test_binomial_pairs(decoded, classes):
   # Three epochs of batch-100 SGD at rate 0.5 on the pair's ~12,000 training
   # images measured 0.9657 (3 vs 8) and 0.9653 (4 vs 9) here on the pair's
   # ~2,000 test images, as a 784 -> 1 sigmoid model. Chance
@@ -96,26 +94,26 @@ def test_binomial_pairs(shared_tfds_dir, classes):
   # of slack for rounding on other CPUs.
   metrics = loop.train_and_evaluate(
       RunConfig(classes=tuple(map(str, classes)), batch_size=100,
-                learning_rate=0.5, num_epochs=3),
-      Storage(data_dir=shared_tfds_dir))
+                learning_rate=0.5, num_epochs=3), decoded)
   assert metrics["test_accuracy"] > 0.95
 
 
-def test_fashion_mnist_classes_by_name(shared_tfds_dir):
+def test_fashion_mnist_classes_by_name(decoded):
   # Sandal against Sneaker, Sneaker positive: 12,000 training images. Three
   # epochs of batch-100 SGD measured 0.9495 here; chance is 0.5 (the
   # classes are balanced), and the bound leaves room for other CPUs.
   metrics = loop.train_and_evaluate(
       RunConfig(dataset="fashion_mnist", classes=("Sandal", "Sneaker"),
-                batch_size=100, learning_rate=0.5, num_epochs=3),
-      Storage(data_dir=shared_tfds_dir))
+                batch_size=100, learning_rate=0.5, num_epochs=3), decoded)
   assert metrics["test_accuracy"] > 0.93
 
 
-def test_fashion_mnist_from_idx_files_equals_tfds(shared_tfds_dir, tmp_path):
+def test_fashion_mnist_from_idx_files_equals_tfds(decoded, tmp_path):
   config = RunConfig(dataset="fashion_mnist", batch_size=1000,
                      learning_rate=0.5, num_epochs=1)
-  from_tfds = data.load(config.data, Storage(data_dir=shared_tfds_dir))
+  # Through the cache (test_cache.py holds a hit to decoding): one decode
+  # in a fresh checkout, none after.
+  from_tfds = data.load(config.data, decoded)
   names = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
            "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
   for split, (images, labels) in names.items():
@@ -130,6 +128,6 @@ def test_fashion_mnist_from_idx_files_equals_tfds(shared_tfds_dir, tmp_path):
   assert from_idx.info.class_names == from_tfds.info.class_names
   assert from_idx.info.class_names[7] == "Sneaker"
   assert from_idx.fingerprint() == from_tfds.fingerprint()
-  a = loop.train_and_evaluate(config, Storage(data_dir=shared_tfds_dir))
+  a = loop.train_and_evaluate(config, decoded)
   b = loop.train_and_evaluate(config, Storage(idx_dir=str(tmp_path)))
   assert a == b

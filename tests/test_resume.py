@@ -13,8 +13,8 @@ import pytest
 import tensorflow as tf
 
 from conftest import make_idx_dir
-from helpers import (assert_same_run, error_lines, final_state, read_scalars,
-                     start_cli, train, wait_for)
+from helpers import (assert_same_run, error_lines, final_state, made_once,
+                     read_scalars, start_cli, train, wait_for)
 
 MODES = {
     # Long enough (a few seconds) to be killed mid-run, small enough for CI.
@@ -28,8 +28,8 @@ COMMON = ["--display_step=100", "--checkpoint_every=25", "--seed=7",
 
 @pytest.fixture(scope="module")
 def idx(tmp_path_factory):
-  return make_idx_dir(tmp_path_factory.mktemp("idx"), n_train=100,
-                      n_test=30)[0]
+  return made_once(tmp_path_factory, "resume", lambda _, d: make_idx_dir(
+      d, n_train=100, n_test=30)[0])("idx")
 
 
 def _args(idx_dir, mode, model_dir):
@@ -37,16 +37,17 @@ def _args(idx_dir, mode, model_dir):
           *MODES[mode]]
 
 
+def _one_go(idx_dir, mode, model_dir):
+  result = train(*_args(idx_dir, mode, model_dir))
+  assert result.returncode == 0, result.stderr[-2000:]
+  return str(model_dir)
+
+
 @pytest.fixture(scope="module")
 def one_go(idx, tmp_path_factory):
-  """Each mode run once without interruption."""
-  dirs = {}
-  for mode in MODES:
-    model_dir = tmp_path_factory.mktemp(f"one_go_{mode}")
-    result = train(*_args(idx, mode, model_dir))
-    assert result.returncode == 0, result.stderr[-2000:]
-    dirs[mode] = str(model_dir)
-  return dirs
+  """get(mode): the mode run once without interruption (on first use)."""
+  return made_once(tmp_path_factory, "one_go",
+                   lambda mode, d: _one_go(idx, mode, d))
 
 
 def _start_and_signal(args, model_dir, signum):
@@ -82,18 +83,18 @@ def test_interrupted_then_resumed_equals_one_go(idx, one_go, tmp_path, mode,
   result = train(*_args(idx, mode, model_dir))
   assert result.returncode == 0, result.stderr[-2000:]
   assert "resuming from" in result.stderr
-  assert_same_run(one_go[mode], str(model_dir))
+  assert_same_run(one_go(mode), str(model_dir))
 
 
 def test_same_flags_and_seed_repeat_bitwise(idx, one_go, tmp_path):
   result = train(*_args(idx, "minibatch", tmp_path))
   assert result.returncode == 0, result.stderr[-2000:]
-  assert_same_run(one_go["minibatch"], str(tmp_path))
-  assert read_scalars(str(tmp_path)) == read_scalars(one_go["minibatch"])
+  assert_same_run(one_go("minibatch"), str(tmp_path))
+  assert read_scalars(str(tmp_path)) == read_scalars(one_go("minibatch"))
 
 
 def test_run_json_records_the_run(one_go):
-  _, record = final_state(one_go["minibatch"])
+  _, record = final_state(one_go("minibatch"))
   assert record["status"] == "completed"
   assert record["config"]["batch_size"] == 16 and record["config"]["seed"] == 7
   assert record["storage"]["checkpoint_every"] == 25
