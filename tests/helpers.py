@@ -256,13 +256,13 @@ def read_image_steps(model_dir):
 LAUNCHER = os.path.join(REPO, "scripts", "launch_local.py")
 
 
-def run_launcher(*args, workers=2, timeout=240):
+def run_launcher(*args, workers=2, timeout=240, env=None):
   """scripts/launch_local.py --workers=N -- ARGS; returns CompletedProcess
   (every worker's lines on stdout, prefixed [wI])."""
   return subprocess.run(
       [sys.executable, LAUNCHER, f"--workers={workers}", "--", *args],
-      cwd=REPO, env=_env(), capture_output=True, text=True, timeout=timeout,
-      check=False)
+      cwd=REPO, env=_env(**(env or {})), capture_output=True, text=True,
+      timeout=timeout, check=False)
 
 
 def start_launcher(log_path, *args, workers=2):

@@ -229,6 +229,79 @@ def test_a_lost_worker_stops_the_other_within_a_minute(idx, tmp_path, lost):
   assert "resuming from" in again.stdout
 
 
+FROZEN_TIMEOUT = 4  # --worker_timeout of the frozen-worker tests
+
+
+def _error_line(log, index):
+  lines = [l for l in log.read_text().splitlines()
+           if l.startswith(f"[w{index}] logreg-train: error:")]
+  return lines[0] if lines else None
+
+
+@pytest.mark.process
+@pytest.mark.parametrize("frozen", [1, 0])
+def test_a_frozen_worker_stops_the_other_within_three_timeouts(
+    idx, uninterrupted, tmp_path, frozen):
+  model_dir, log = tmp_path / "run", tmp_path / "launch.log"
+  epochs, extra = STOP_MODES["full"]
+  flags = [*_long_flags(idx, model_dir, epochs), *extra]
+  proc = start_launcher(log, *flags, f"--worker_timeout={FROZEN_TIMEOUT}")
+  wait_for(lambda: _saved(log, 40), proc, "ckpt-40")
+  pids = worker_pids(log)
+  os.kill(pids[frozen], signal.SIGSTOP)
+  stopped = time.monotonic()
+  survivor = 1 - frozen
+  try:
+    wait_for(lambda: _error_line(log, survivor), proc, "the survivor's line",
+             timeout=3 * FROZEN_TIMEOUT + 30)
+    elapsed = time.monotonic() - stopped
+  finally:
+    os.kill(pids[frozen], signal.SIGKILL)  # the test cleans up
+    proc.wait(timeout=60)
+  text = log.read_text()
+  assert not _saved(log, epochs), "stopped too late to test anything"
+  print(f"worker {frozen} frozen: the line came after {elapsed:.1f} s")
+  assert elapsed <= 3 * FROZEN_TIMEOUT, (elapsed, text[-3000:])
+  line = _error_line(log, survivor)
+  assert (f"worker {survivor}: no progress from worker {frozen} at "
+          "127.0.0.1:") in line, text[-3000:]
+  assert " s during epoch " in line and "last good checkpoint: " in line
+  assert "/ckpt-" in line and "start every worker again to resume" in line
+  codes = [5, -9] if frozen == 1 else [-9, 5]
+  assert f"exit codes {codes}" in text
+  # Started again, the workers resume and end as the uninterrupted run.
+  again = run_launcher(*flags)
+  assert again.returncode == 0, again.stdout[-3000:]
+  assert "resuming from" in again.stdout
+  assert_same_run(uninterrupted("full"), model_dir)
+
+
+@pytest.mark.process
+def test_a_slow_first_phase_is_not_taken_for_a_frozen_worker(idx, tmp_path):
+  # Worker 1 takes three --worker_timeout to load its data (as a first
+  # decode would) while worker 0 waits for it in the first collective.
+  hook = tmp_path / "hook"
+  hook.mkdir()
+  (hook / "sitecustomize.py").write_text(
+      "import json, os, time\n"
+      "if json.loads(os.environ.get('TF_CONFIG', '{}')).get('task', {})"
+      ".get('index') == 1:\n"
+      "  from logreg_tf import data\n"
+      "  load = data.load_selected\n"
+      "  def slow(*a, **k):\n"
+      "    print('hook: worker 1 loads its data late', flush=True)\n"
+      f"    time.sleep({3 * FROZEN_TIMEOUT})\n"
+      "    return load(*a, **k)\n"
+      "  data.load_selected = slow\n")
+  result = run_launcher(*_long_flags(idx, tmp_path / "run", epochs=20),
+                        f"--worker_timeout={FROZEN_TIMEOUT}",
+                        env={"PYTHONPATH": str(hook)})
+  assert result.returncode == 0, result.stdout[-3000:]
+  assert "[w1] hook: worker 1 loads its data late" in result.stdout
+  assert "exit codes [0, 0]" in result.stdout
+  assert "has not answered" not in result.stdout
+
+
 def _free_port():
   with socket.socket() as s:
     s.bind(("127.0.0.1", 0))

@@ -19,6 +19,7 @@ from absl import logging
 
 from logreg_tf.errors import UserError, WorkerError
 from logreg_tf.distributed.tf_config import Cluster, read_tf_config, unreachable
+from logreg_tf.distributed.watchdog import Watchdog
 
 STRATEGIES = ("one_device", "mirrored", "multi_worker")
 
@@ -30,6 +31,7 @@ class Placement:
   name: str
   strategy: object = None
   cluster: Optional[Cluster] = None
+  watchdog: object = None  # watchdog.Watchdog, with a cluster
 
   @property
   def num_workers(self) -> int:
@@ -62,8 +64,11 @@ class Placement:
     tried again for up to `settle` seconds before none counts as gone.
     """
     _JOINED.clear()  # a broken cluster has nothing to wait for at exit
-    gone = self._gone_peers() if self.cluster else []
-    who = ("lost " + ", ".join(gone) if gone else
+    frozen = self.watchdog.find() if self.watchdog else None
+    gone = [] if frozen or not self.cluster else self._gone_peers()
+    who = (f"no progress from {frozen.name} at {frozen.address} for "
+           f"{frozen.silent_s:.0f} s" if frozen else
+           "lost " + ", ".join(gone) if gone else
            f"a worker failed ({type(error).__name__}: "
            f"{str(error).strip().splitlines()[0][:200]})")
     return WorkerError(
@@ -101,7 +106,7 @@ def _configure_cpu_devices(count: int) -> None:
 
 
 _MIRRORED = {}  # devices -> the MirroredStrategy made over them here
-_JOINED = []  # (cluster, timeout) of the cluster this process joined
+_JOINED = []  # (cluster, timeout, watchdog) of the cluster joined here
 
 
 def part() -> None:
@@ -117,8 +122,9 @@ def part() -> None:
     return
   import tensorflow as tf
   from tensorflow.python.eager import context
-  (cluster, timeout), = _JOINED
+  (cluster, timeout, watchdog), = _JOINED
   _JOINED.clear()
+  watchdog.stop()
   try:
     context.context().wait_at_barrier("logreg_tf/leave", int(timeout * 1e3))
   except tf.errors.OpError as e:
@@ -232,9 +238,11 @@ def place(name: str, cpu_devices: Optional[int] = None,
   except (tf.errors.DeadlineExceededError, tf.errors.UnavailableError,
           tf.errors.AbortedError, tf.errors.InternalError) as e:
     raise _formed_or_error(cluster, timeout, e) from e
-  _JOINED[:] = [(cluster, timeout)]
+  watchdog = Watchdog(cluster, timeout)
+  watchdog.start()
+  _JOINED[:] = [(cluster, timeout, watchdog)]
   logging.info("multi_worker: %s of %d (%s), %d replicas in all",
                cluster.name, len(cluster.tasks),
                ", ".join(f"{n} {a}" for n, a in cluster.tasks),
                strategy.num_replicas_in_sync)
-  return Placement(name, strategy, cluster)
+  return Placement(name, strategy, cluster, watchdog)
