@@ -74,9 +74,10 @@ def define_flags(fv: flags.FlagValues) -> types.SimpleNamespace:
       "device.", lower_bound=1)
   f.worker_timeout = define(
       "float", "worker_timeout", 20.0, "With --strategy=multi_worker: "
-      "seconds to wait for every worker to join at start-up, and for a "
-      "silent worker before it counts as lost (the others then stop with "
-      "exit status 5).")
+      "seconds to wait for every worker to join at start-up, for a "
+      "silent worker before it counts as lost, and for a worker's answer to "
+      "the others' are-you-alive questions (two unanswered: frozen); the "
+      "others then stop with exit status 5.")
   f.model_dir = cli.define_model_dir_flag(
       fv, "Directory for TensorBoard events, checkpoints and run.json; unset "
       "writes nothing. An existing run there is resumed.")
