@@ -163,37 +163,96 @@ def _saved(log, epoch):
     return f"ckpt-{epoch}\n" in f.read()
 
 
-@pytest.mark.process
-@pytest.mark.parametrize("how,mode", [("SIGTERM to the launcher", "full"),
-                                      ("SIGKILL to every worker", "full"),
-                                      ("SIGTERM to the launcher", "mini")])
-def test_stopped_workers_resume_bitwise(idx, uninterrupted, tmp_path, how,
-                                        mode):
-  model_dir, log = tmp_path / "run", tmp_path / "launch.log"
-  epochs, extra = STOP_MODES[mode]
-  flags = [*_long_flags(idx, model_dir, epochs), *extra]
-  proc = start_launcher(log, *flags)
-  wait_for(lambda: _saved(log, 40), proc, "ckpt-40")
-  if how.startswith("SIGTERM"):
+FROZEN_TIMEOUT = 4  # --worker_timeout of the runs a worker freezes in
+
+
+def _error_line(log, index):
+  lines = [l for l in log.read_text().splitlines()
+           if l.startswith(f"[w{index}] logreg-train: error:")]
+  return lines[0] if lines else None
+
+
+def _stop(proc, log, how):
+  """Stops the cluster `how`; checks what it said and its exit codes."""
+  if how == "SIGTERM to the launcher":
     proc.send_signal(signal.SIGTERM)
-  else:
-    for pid in worker_pids(log):
-      os.kill(pid, signal.SIGKILL)
-  proc.wait(timeout=60)
-  text = log.read_text()
-  assert not _saved(log, epochs), "stopped too late to test anything"
-  if how.startswith("SIGTERM"):
+    proc.wait(timeout=60)
+    text = log.read_text()
     # Both stopped after the same epoch, the chief saving it.
     assert proc.returncode == 128 + signal.SIGTERM, text[-3000:]
     assert "exit codes [143, 143]" in text
     stopped = [l for l in text.splitlines() if "stopped by SIGTERM" in l]
     assert len(stopped) == 2 and "ckpt-" in stopped[0] + stopped[1]
-  else:
-    assert "exit codes [-9, -9]" in text
+  elif how == "SIGKILL to every worker":
+    for pid in worker_pids(log):
+      os.kill(pid, signal.SIGKILL)
+    proc.wait(timeout=60)
+    assert "exit codes [-9, -9]" in log.read_text()
+  else:  # SIGSTOP of worker N
+    frozen = int(how.rsplit(" ", 1)[1])
+    survivor, pid = 1 - frozen, worker_pids(log)[frozen]
+    os.kill(pid, signal.SIGSTOP)
+    stopped = time.monotonic()
+    try:
+      wait_for(lambda: _error_line(log, survivor), proc,
+               "the survivor's line", timeout=3 * FROZEN_TIMEOUT + 30)
+      elapsed = time.monotonic() - stopped
+    finally:
+      os.kill(pid, signal.SIGKILL)  # the test cleans up
+      proc.wait(timeout=60)
+    text = log.read_text()
+    print(f"worker {frozen} frozen: the line came after {elapsed:.1f} s")
+    assert elapsed <= 3 * FROZEN_TIMEOUT, (elapsed, text[-3000:])
+    line = _error_line(log, survivor)
+    assert (f"worker {survivor}: no progress from worker {frozen} at "
+            "127.0.0.1:") in line, text[-3000:]
+    assert " s during epoch " in line and "last good checkpoint: " in line
+    assert "/ckpt-" in line and "start every worker again to resume" in line
+    codes = [5, -9] if frozen == 1 else [-9, 5]
+    assert f"exit codes {codes}" in text
+
+
+STOPS = ("SIGTERM to the launcher", "SIGKILL to every worker",
+         "SIGSTOP of worker 1", "SIGSTOP of worker 0")
+
+
+@pytest.mark.process
+def test_stopped_killed_and_frozen_workers_resume_bitwise(idx, uninterrupted,
+                                                          tmp_path):
+  # One run stopped each way in turn, 40 epochs apart, each restart resuming
+  # from the chief's checkpoint; it ends as the uninterrupted run, bitwise.
+  model_dir = tmp_path / "run"
+  epochs, extra = STOP_MODES["full"]
+  flags = [*_long_flags(idx, model_dir, epochs), *extra,
+           f"--worker_timeout={FROZEN_TIMEOUT}"]
+  for i, how in enumerate(STOPS):
+    log = tmp_path / f"launch-{i}.log"
+    proc = start_launcher(log, *flags)
+    at = 40 * (i + 1)
+    wait_for(lambda: _saved(log, at), proc, f"ckpt-{at}")
+    _stop(proc, log, how)
+    assert not _saved(log, epochs), f"{how}: stopped too late"
+    assert i == 0 or "resuming from" in log.read_text()
   again = run_launcher(*flags)
   assert again.returncode == 0, again.stdout[-3000:]
   assert "resuming from" in again.stdout
-  assert_same_run(uninterrupted(mode), model_dir)
+  assert_same_run(uninterrupted("full"), model_dir)
+
+
+@pytest.mark.process
+def test_stopped_workers_resume_bitwise_in_minibatch(idx, uninterrupted,
+                                                     tmp_path):
+  model_dir, log = tmp_path / "run", tmp_path / "launch.log"
+  epochs, extra = STOP_MODES["mini"]
+  flags = [*_long_flags(idx, model_dir, epochs), *extra]
+  proc = start_launcher(log, *flags)
+  wait_for(lambda: _saved(log, 40), proc, "ckpt-40")
+  _stop(proc, log, "SIGTERM to the launcher")
+  assert not _saved(log, epochs), "stopped too late to test anything"
+  again = run_launcher(*flags)
+  assert again.returncode == 0, again.stdout[-3000:]
+  assert "resuming from" in again.stdout
+  assert_same_run(uninterrupted("mini"), model_dir)
 
 
 @pytest.mark.process
@@ -227,53 +286,6 @@ def test_a_lost_worker_stops_the_other_within_a_minute(idx, tmp_path, lost):
   again = run_launcher(*_long_flags(idx, model_dir, epochs=60))
   assert again.returncode == 0, again.stdout[-3000:]
   assert "resuming from" in again.stdout
-
-
-FROZEN_TIMEOUT = 4  # --worker_timeout of the frozen-worker tests
-
-
-def _error_line(log, index):
-  lines = [l for l in log.read_text().splitlines()
-           if l.startswith(f"[w{index}] logreg-train: error:")]
-  return lines[0] if lines else None
-
-
-@pytest.mark.process
-@pytest.mark.parametrize("frozen", [1, 0])
-def test_a_frozen_worker_stops_the_other_within_three_timeouts(
-    idx, uninterrupted, tmp_path, frozen):
-  model_dir, log = tmp_path / "run", tmp_path / "launch.log"
-  epochs, extra = STOP_MODES["full"]
-  flags = [*_long_flags(idx, model_dir, epochs), *extra]
-  proc = start_launcher(log, *flags, f"--worker_timeout={FROZEN_TIMEOUT}")
-  wait_for(lambda: _saved(log, 40), proc, "ckpt-40")
-  pids = worker_pids(log)
-  os.kill(pids[frozen], signal.SIGSTOP)
-  stopped = time.monotonic()
-  survivor = 1 - frozen
-  try:
-    wait_for(lambda: _error_line(log, survivor), proc, "the survivor's line",
-             timeout=3 * FROZEN_TIMEOUT + 30)
-    elapsed = time.monotonic() - stopped
-  finally:
-    os.kill(pids[frozen], signal.SIGKILL)  # the test cleans up
-    proc.wait(timeout=60)
-  text = log.read_text()
-  assert not _saved(log, epochs), "stopped too late to test anything"
-  print(f"worker {frozen} frozen: the line came after {elapsed:.1f} s")
-  assert elapsed <= 3 * FROZEN_TIMEOUT, (elapsed, text[-3000:])
-  line = _error_line(log, survivor)
-  assert (f"worker {survivor}: no progress from worker {frozen} at "
-          "127.0.0.1:") in line, text[-3000:]
-  assert " s during epoch " in line and "last good checkpoint: " in line
-  assert "/ckpt-" in line and "start every worker again to resume" in line
-  codes = [5, -9] if frozen == 1 else [-9, 5]
-  assert f"exit codes {codes}" in text
-  # Started again, the workers resume and end as the uninterrupted run.
-  again = run_launcher(*flags)
-  assert again.returncode == 0, again.stdout[-3000:]
-  assert "resuming from" in again.stdout
-  assert_same_run(uninterrupted("full"), model_dir)
 
 
 @pytest.mark.process
