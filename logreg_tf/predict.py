@@ -25,8 +25,10 @@ def define_flags(fv: flags.FlagValues) -> types.SimpleNamespace:
   f = types.SimpleNamespace(
       model=cli.define_checkpoint_flags(fv, "used", required=False),
       saved_model=flags.DEFINE_string(
-          "saved_model", None, "An exported SavedModel "
-          "(EXPORT_DIR/<version>) instead of a checkpoint.", flag_values=fv),
+          "saved_model", None, "An exported SavedModel instead of a "
+          "checkpoint: the --export_dir that export wrote (its newest "
+          "numeric version is used, as TensorFlow Serving does) or one "
+          "EXPORT_DIR/<version>.", flag_values=fv),
       preprocess=flags.DEFINE_enum(
           "preprocess", "none", ["none", "mnist"],
           "none: resize to the model's input; mnist: what MNIST did to its "
@@ -64,8 +66,9 @@ def classifier(model_dir=None, checkpoint=None, saved_model=None):
   export's own serving function, from a checkpoint or a SavedModel."""
   import tensorflow as tf
   if saved_model:
+    from logreg_tf.serving import version_dir
     try:
-      loaded = tf.saved_model.load(saved_model)
+      loaded = tf.saved_model.load(version_dir(saved_model))
       serve = loaded.signatures["serving_default"]
       names = [n.decode() for n in loaded.class_names.numpy()]
     except (OSError, ValueError, KeyError, AttributeError,

@@ -54,6 +54,21 @@ def served_module(trained):
   return Served()
 
 
+def version_dir(path: str) -> str:
+  """The SavedModel to load from `path`: `path` itself when it holds one
+  (EXPORT_DIR/<version>), else its newest numeric version (EXPORT_DIR, as
+  TensorFlow Serving's --model_base_path); `path` when it has neither, so
+  that loading it names the problem."""
+  if os.path.isfile(os.path.join(path, "saved_model.pb")):
+    return path
+  try:
+    versions = [int(v) for v in os.listdir(path) if v.isdigit() and
+                os.path.isfile(os.path.join(path, v, "saved_model.pb"))]
+  except OSError:
+    return path
+  return os.path.join(path, str(max(versions))) if versions else path
+
+
 def export(trained, export_dir: str, overwrite: bool = False) -> str:
   """Writes the SavedModel; returns EXPORT_DIR/<version>. Nothing is
   half-written: it goes to a temporary directory renamed into place."""

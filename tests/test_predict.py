@@ -8,7 +8,7 @@ import numpy as np
 from PIL import Image
 import pytest
 
-from logreg_tf import data, metrics
+from logreg_tf import data, metrics, serving
 
 from logreg_tf.data import images
 
@@ -57,10 +57,25 @@ def test_any_format_size_and_colour_and_the_export_agree(model, tmp_path):
                            str(tmp_path))
   by_export = invoke("predict", f"--saved_model={saved_model}",
                        str(tmp_path))
+  # The directory export wrote, as TensorFlow Serving takes it.
+  by_base = invoke("predict", f"--saved_model={os.path.dirname(saved_model)}",
+                   str(tmp_path))
   assert by_checkpoint.returncode == 0, by_checkpoint.stderr[-2000:]
   assert by_export.returncode == 0, by_export.stderr[-2000:]
   assert len(by_checkpoint.stdout.splitlines()) == 4
-  assert by_checkpoint.stdout == by_export.stdout
+  assert by_checkpoint.stdout == by_export.stdout == by_base.stdout
+
+
+def test_the_newest_numeric_version_is_the_one_loaded(tmp_path):
+  for version in ("2", "10", "9"):
+    (tmp_path / version).mkdir()
+    (tmp_path / version / "saved_model.pb").write_bytes(b"")
+  (tmp_path / "11").mkdir()  # no SavedModel in it
+  (tmp_path / "tmp-99").mkdir()
+  assert serving.version_dir(str(tmp_path)) == str(tmp_path / "10")
+  assert serving.version_dir(str(tmp_path / "9")) == str(tmp_path / "9")
+  assert serving.version_dir(str(tmp_path / "11")) == str(tmp_path / "11")
+  assert serving.version_dir(str(tmp_path / "none")) == str(tmp_path / "none")
 
 
 @pytest.mark.process
