@@ -42,12 +42,6 @@ def _tensorflow():
   tf.config.set_logical_device_configuration(
       cpu, [tf.config.LogicalDeviceConfiguration()] * LOGICAL_CPUS)
   tf.config.experimental.enable_op_determinism()
-  # TensorFlow's 400,000-odd objects of import time move out of the
-  # collector's reach: every full collection of the session (the runs'
-  # garbage is freed in them) would scan them again. The quick tier in one
-  # process: 58 and 61 s before, 51 and 52 s after.
-  import gc
-  gc.freeze()
 
 
 @pytest.fixture
