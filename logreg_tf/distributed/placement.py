@@ -64,8 +64,13 @@ class Placement:
     tried again for up to `settle` seconds before none counts as gone.
     """
     _JOINED.clear()  # a broken cluster has nothing to wait for at exit
-    frozen = self.watchdog.find() if self.watchdog else None
-    gone = [] if frozen or not self.cluster else self._gone_peers()
+    frozen = self.watchdog.frozen if self.watchdog else None
+    gone = [] if frozen or not self.cluster else unreachable(
+        self.cluster.peers)
+    if not (frozen or gone) and self.watchdog:
+      frozen = self.watchdog.find()  # a stopped process takes connections
+    if not (frozen or gone) and self.cluster:
+      gone = self._gone_peers()
     who = (f"no progress from {frozen.name} at {frozen.address} for "
            f"{frozen.silent_s:.0f} s" if frozen else
            "lost " + ", ".join(gone) if gone else
