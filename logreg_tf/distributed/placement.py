@@ -57,7 +57,8 @@ class Placement:
 
   def lost_worker(self, error: Exception, epoch: int,
                   checkpoint: Optional[str]) -> WorkerError:
-    """The one line for a collective that failed: which peers are gone.
+    """The one line for a collective that failed: which peer is frozen
+    (the watchdog's finding) or gone.
 
     A peer killed a moment ago can still take connections while the kernel
     tears its process down (its collectives failed first), so the peers are
