@@ -172,6 +172,15 @@ def made_once(tmp_path_factory, prefix, make):
   return get
 
 
+def shared_idx_dir(tmp_path_factory, n_train: int, n_test: int) -> str:
+  """conftest.make_idx_dir's files of that size, made once per pytest run
+  (one path for every test process: runs made once are compared with runs
+  made elsewhere)."""
+  from conftest import make_idx_dir
+  return made_once(tmp_path_factory, "idx", lambda _, d: make_idx_dir(
+      d, n_train=n_train, n_test=n_test)[0])(f"{n_train}x{n_test}")
+
+
 def error_lines(stderr: str):
   """The lines our command wrote as errors (absl/TF logging filtered out)."""
   return [l for l in stderr.splitlines() if l.startswith("logreg-train:")]

@@ -18,10 +18,10 @@ import time
 import numpy as np
 import pytest
 
-from conftest import REPO, make_idx_dir
+from conftest import REPO
 from helpers import (assert_same_run, error_lines, final_state, made_once,
-                     run_cli, run_launcher, start_launcher, train, wait_for,
-                     worker_pids)
+                     run_cli, run_launcher, shared_idx_dir, start_launcher,
+                     train, wait_for, worker_pids)
 from logreg_tf.distributed import tf_config
 from logreg_tf.errors import UserError
 from logreg_tf.distributed.replicated import shard_bounds
@@ -43,10 +43,7 @@ CASES = {
 
 @pytest.fixture(scope="module")
 def idx(tmp_path_factory):
-  # One path for every test process: the runs made once are compared with
-  # runs made elsewhere.
-  return made_once(tmp_path_factory, "distribute", lambda _, d: make_idx_dir(
-      d, n_train=999, n_test=101)[0])("idx")
+  return shared_idx_dir(tmp_path_factory, 999, 101)
 
 
 def _flags(idx, model_dir, case, *extra):

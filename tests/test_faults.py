@@ -31,9 +31,8 @@ from logreg_tf.rundir import files as ckpt_files
 from logreg_tf.config import RunConfig, Storage
 from logreg_tf.errors import StorageError
 
-from conftest import make_idx_dir
-from helpers import (assert_same_run, error_lines, made_once, start_cli,
-                     summary_values, train, wait_for)
+from helpers import (assert_same_run, error_lines, made_once, shared_idx_dir,
+                     start_cli, summary_values, train, wait_for)
 
 FLAGS = ["--num_epochs=30", "--batch_size=16", "--learning_rate=0.01",
          "--checkpoint_every=10", "--keep_checkpoints=3", "--display_step=5",
@@ -42,8 +41,7 @@ FLAGS = ["--num_epochs=30", "--batch_size=16", "--learning_rate=0.01",
 
 @pytest.fixture(scope="module")
 def idx(tmp_path_factory):
-  return made_once(tmp_path_factory, "faults", lambda _, d: make_idx_dir(
-      d, n_train=100, n_test=30)[0])("idx")
+  return shared_idx_dir(tmp_path_factory, 100, 30)
 
 
 def _args(idx_dir, model_dir, *extra):

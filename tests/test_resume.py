@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import make_idx_dir
 from helpers import (assert_same_run, error_lines, final_state, made_once,
-                     read_scalars, start_cli, train, wait_for)
+                     read_scalars, shared_idx_dir, start_cli, train,
+                     wait_for)
 
 MODES = {
     # Long enough (a few seconds) to be killed mid-run, small enough for CI.
@@ -28,8 +28,7 @@ COMMON = ["--display_step=100", "--checkpoint_every=25", "--seed=7",
 
 @pytest.fixture(scope="module")
 def idx(tmp_path_factory):
-  return made_once(tmp_path_factory, "resume", lambda _, d: make_idx_dir(
-      d, n_train=100, n_test=30)[0])("idx")
+  return shared_idx_dir(tmp_path_factory, 100, 30)
 
 
 def _args(idx_dir, mode, model_dir):

@@ -112,7 +112,7 @@ def _configure_cpu_devices(count: int) -> None:
 
 
 _MIRRORED = {}  # devices -> the MirroredStrategy made over them here
-_JOINED = []  # (cluster, timeout, watchdog) of the cluster joined here
+_JOINED = []  # the Watchdog of the cluster joined here (its cluster, timeout)
 
 
 def part() -> None:
@@ -128,9 +128,9 @@ def part() -> None:
     return
   import tensorflow as tf
   from tensorflow.python.eager import context
-  (cluster, timeout, watchdog), = _JOINED
-  _JOINED.clear()
+  watchdog = _JOINED.pop()
   watchdog.stop()
+  cluster, timeout = watchdog.cluster, watchdog.timeout
   try:
     context.context().wait_at_barrier("logreg_tf/leave", int(timeout * 1e3))
   except tf.errors.OpError as e:
@@ -246,7 +246,7 @@ def place(name: str, cpu_devices: Optional[int] = None,
     raise _formed_or_error(cluster, timeout, e) from e
   watchdog = Watchdog(cluster, timeout)
   watchdog.start()
-  _JOINED[:] = [(cluster, timeout, watchdog)]
+  _JOINED[:] = [watchdog]
   logging.info("multi_worker: %s of %d (%s), %d replicas in all",
                cluster.name, len(cluster.tasks),
                ", ".join(f"{n} {a}" for n, a in cluster.tasks),

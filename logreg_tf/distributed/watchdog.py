@@ -3,9 +3,9 @@
 A process that is frozen (SIGSTOP, a VM paused by its host, a machine
 swapping itself to a standstill) keeps its sockets open: the kernel still
 accepts its connections, so its peers' collectives wait for it without end.
-The coordination service's heartbeat timeout does notice the silent task,
-but in TensorFlow 2.21 that does not reach the collectives in flight, and
-MultiWorkerMirroredStrategy turns its own health check off whenever a
+The coordination service's heartbeat timeout notices the silent task, but
+in TensorFlow 2.21 that reaches the collectives in flight only sometimes,
+and MultiWorkerMirroredStrategy turns its own health check off whenever a
 coordination service is configured ("Check health not enabled.").
 
 So each worker runs this thread: every `timeout / 2` seconds it asks every
@@ -37,9 +37,9 @@ class Watchdog:
   """Start once the strategy exists; `frozen` says what it found."""
 
   def __init__(self, cluster, timeout: float):
+    self.cluster, self.timeout = cluster, timeout
     self._peers = [(name, address, _device(name))
                    for name, address in cluster.peers]
-    self._timeout = timeout
     self._stop = threading.Event()
     self.frozen: Optional[Frozen] = None
     now = time.monotonic()
@@ -61,7 +61,7 @@ class Watchdog:
     from tensorflow.python.eager import context
     try:
       context.context().check_collective_ops_peer_health(
-          device, timeout_in_ms=int(self._timeout * 1000))
+          device, timeout_in_ms=int(self.timeout * 1000))
       return True
     except tf.errors.DeadlineExceededError:
       return False
@@ -81,7 +81,7 @@ class Watchdog:
         return Frozen(name, address, time.monotonic() - self._answered[name])
       if (all(self._state[n] == "gone" or self._answered[n] > asked
               for n, _, _ in self._peers)
-          or time.monotonic() > asked + self._timeout + 1):
+          or time.monotonic() > asked + self.timeout + 1):
         return None
       time.sleep(0.05)
     return self.frozen
@@ -89,7 +89,7 @@ class Watchdog:
   def _watch(self) -> None:
     import tensorflow as tf
     from tensorflow.python.eager import context
-    while not self._stop.wait(self._timeout / 2):
+    while not self._stop.wait(self.timeout / 2):
       for name, address, device in self._peers:
         for attempt in (1, 2):  # the second at once: found within 2.5 x
           answer = self._answers(device)
