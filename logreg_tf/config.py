@@ -50,15 +50,28 @@ class RunConfig:
   init: str = "zeros"  # or "normal": the tutorial's standard normal weights.
   use_bias: bool = True
   l2: float = 0.0
+  # "sgd" (the tutorial's), or an exact full-batch solver of the same
+  # objective: "lbfgs" or "newton_cg" (solvers/), which stop once the
+  # certified suboptimality bound (l2 > 0; with l2 = 0 the gradient's
+  # largest component) is at most `tol`, or after `max_iter` iterations.
+  solver: str = "sgd"
+  tol: float = 1e-4
+  max_iter: int = 1000
 
   @property
   def data(self) -> DataSpec:
     return DataSpec(self.dataset, self.train_split, self.test_split,
                     self.classes)
 
+  @property
+  def epochs(self) -> int:
+    """The loop's length: SGD's epochs, or a solver's most iterations (one
+    iteration is one epoch of the loop)."""
+    return self.num_epochs if self.solver == "sgd" else self.max_iter
+
   def is_display_epoch(self, epoch: int) -> bool:
     """Evaluated and logged: every `display_step` epochs, and the last."""
-    return epoch % self.display_step == 0 or epoch == self.num_epochs
+    return epoch % self.display_step == 0 or epoch == self.epochs
 
 
 @dataclasses.dataclass(frozen=True)

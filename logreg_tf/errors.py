@@ -33,6 +33,13 @@ class DivergenceError(CommandError):
   exit_code = 3
 
 
+class NoOptimumError(CommandError):
+  """An exact solver found no finite optimum: with --l2=0 the training
+  classes are linearly separable, so the weights would grow without end."""
+
+  exit_code = 6
+
+
 class StorageError(CommandError):
   """Writing failed: a full disk, a quota, an I/O error, a file system that
   turned read-only. Earlier checkpoints stay intact."""

@@ -35,7 +35,8 @@ def build(config: RunConfig, info, num_train: int,
           placement=None) -> StepFunctions:
   """The model, optimizer and compiled steps for a config and its data:
   steps.Steps on one device, ReplicatedSteps under a placement's strategy
-  (whose scope makes the variables mirrored)."""
+  (whose scope makes the variables mirrored), an exact solver's SolverSteps
+  (solvers/, imported only then) with --solver."""
   strategy = placement.strategy if placement else None
   outputs = num_outputs(info.num_classes)
   per_epoch = steps_per_epoch(num_train, config.batch_size)
@@ -43,6 +44,10 @@ def build(config: RunConfig, info, num_train: int,
     model = linear_model(info.num_features, outputs,
                          use_bias=config.use_bias, init=config.init,
                          seed=config.seed)
+    if config.solver != "sgd":
+      from logreg_tf.solvers.loop_steps import SolverSteps
+      return SolverSteps(config.solver, model, head_for(outputs),
+                         l2=config.l2, tol=config.tol)
     optimizer = sgd(config.learning_rate, config.lr_schedule,
                     total_steps=config.num_epochs * per_epoch)
   kwargs = dict(l2=config.l2, seed=config.seed,
@@ -112,16 +117,18 @@ class Run:
     self.train_loss = train_loss if train_loss is not None else tf.Variable(
         float("nan"), trainable=False)
 
-  def log(self, epoch: int, metrics: Optional[Dict[str, float]] = None):
-    """The display step's line and scalars; without `metrics`, a report of
-    a finished run, evaluated now and only logged (its events exist)."""
-    events = metrics is not None
-    if metrics is None:
+  def log(self, epoch: int, test: Optional[Dict[str, float]] = None,
+          optimization: Optional[Dict[str, float]] = None,
+          events: bool = True):
+    """The display step's line and, with `events`, its scalars. `test`: the
+    test metrics when the epoch's call measured them (else measured now);
+    `optimization`: an exact solver's objective, gradient norm and bound."""
+    if test is None:
       _, _, x_test, y_test = self.tensors
-      metrics = eval_metrics(self.steps.eval_step(x_test, y_test),
-                             int(y_test.shape[0]))
+      test = eval_metrics(self.steps.eval_step(x_test, y_test),
+                          int(y_test.shape[0]))
     metrics = {"epoch": epoch, "train_loss": float(self.train_loss),
-               **metrics}
+               **test, **(optimization or {})}
     self.outputs.report(epoch, metrics, events=events)
     return metrics
 
@@ -144,12 +151,16 @@ class Run:
 
   def epochs(self, start: int) -> Dict[str, float]:
     c, out = self.config, self.outputs
-    if start >= c.num_epochs:
+    if self.steps.finished:
+      logging.info("the solver stopped at iteration %d: nothing to train",
+                   start)
+      return self.log(start, events=False)  # its events exist
+    if start >= c.epochs:
       logging.info("the checkpoint is at the last epoch (%d): nothing to train",
                    start)
-      return self.log(start)
+      return self.log(start, events=False)  # its events exist
     metrics = {}
-    for epoch in range(start + 1, c.num_epochs + 1):
+    for epoch in range(start + 1, c.epochs + 1):
       display = c.is_display_epoch(epoch)
       with self.cluster.failures(epoch, out):
         result, test = run_epoch(self.steps, self.tensors, epoch, display)
@@ -158,16 +169,20 @@ class Run:
       if not result.finite:
         raise self._diverged(epoch, result)
       self.train_loss.assign(result.loss)
-      if display:
-        metrics = self.log(epoch, test)
-        if out.figures_due(epoch):
+      # The last epoch: the loop's, or an exact solver's stopping rule.
+      last = epoch == c.epochs or bool(result.finished)
+      if display or last:
+        metrics = self.log(epoch, test, result.optimization)
+        if out.figures_due(epoch, last):
           _, _, x_test, y_test = self.tensors
           out.draw(epoch, self.steps.model, x_test, y_test)
-      saved = out.save_due(epoch)
+      saved = out.save_due(epoch, last)
       if saved:
         out.save(epoch)
       if stopping:
         raise self._stopped(epoch, saved)
+      if last:
+        break
     out.wait()
     return metrics
 
@@ -181,8 +196,21 @@ class Run:
       raise self.outputs.failed(e)
     finally:
       self.outputs.close()
-    self.outputs.finish(metrics)
+    self.outputs.finish(metrics, self.optimization() if self.outputs.saves
+                        else None)
     return metrics
+
+  def optimization(self) -> dict:
+    """run.json's "optimization": how far from the optimum the run stopped.
+    An exact solver's own record; for SGD the certificate of its weights."""
+    if self.config.solver != "sgd":
+      return self.steps.solver.record()
+    from logreg_tf.solvers.objective import certify
+    x, y, _, _ = self.tensors
+    return {"solver": "sgd", **certify(self.steps.model, self.steps.head, x,
+                                       y, self.config.l2).as_dict(),
+            "iterations": int(self.steps.optimizer.iterations.numpy()),
+            "converged": None}
 
 
 def train_and_evaluate(config: RunConfig, storage: Storage = Storage(),
@@ -217,10 +245,10 @@ def train_and_evaluate(config: RunConfig, storage: Storage = Storage(),
   if not storage.model_dir or not cluster.is_chief:
     # Nothing written: no --model_dir, or a worker other than the chief.
     return make_run(outputs_lib.LogOnly(
-        config.num_epochs,
+        config.epochs,
         logging.info if cluster.is_chief else logging.debug)).train()
   with ModelDir(storage.model_dir).locked(storage.fresh) as model_dir:
     return make_run(outputs_lib.ChiefOutputs(
         model_dir, config, storage, info, record, steps.model,
         steps.optimizer, train_loss,
-        placement.describe() if placement else None)).train()
+        placement.describe() if placement else None, steps.state)).train()

@@ -104,6 +104,33 @@ class SoftmaxHead(_Head):
   def predict(self, logits):
     return tf.argmax(logits, axis=-1, output_type=tf.int64)
 
+  def curvature(self, logits, direction):
+    """Each example's Hessian of the loss by its logits, (diag(p) - p p^T),
+    times that example's row of `direction` [N, C]."""
+    p = tf.nn.softmax(logits)
+    pd = p * direction
+    return pd - p * tf.reduce_sum(pd, axis=1, keepdims=True)
+
+  def curvature_diagonal(self, logits):
+    """The diagonal of each example's Hessian by its logits, p (1 - p)."""
+    p = tf.nn.softmax(logits)
+    return p * (1 - p)
+
+  def bias_hessian(self, logits):
+    """The mean of the examples' Hessians, diag(mean p) - P^T P / N [C, C],
+    plus 1 1^T / C. Adding the same number to every bias changes no
+    probability, so the mean Hessian is singular along 1 = (1, ..., 1);
+    the added term makes it invertible and, since every gradient and Hessian
+    product by the bias is orthogonal to 1, changes no solution of the
+    systems it is used in."""
+    p = tf.nn.softmax(logits)
+    n = tf.cast(tf.shape(p)[0], p.dtype)
+    classes = tf.shape(p)[1]
+    return (tf.linalg.diag(tf.reduce_sum(p, axis=0) / n)
+            - tf.matmul(p, p, transpose_a=True) / n
+            + tf.ones([classes, classes], p.dtype)
+            / tf.cast(classes, p.dtype))
+
 
 class SigmoidHead(_Head):
   """Binomial: labels in {0, 1} against one logit for class 1."""
@@ -117,6 +144,19 @@ class SigmoidHead(_Head):
 
   def predict(self, logits):
     return tf.cast(logits[:, 0] > 0, tf.int64)
+
+  def curvature(self, logits, direction):
+    """Each example's second derivative of the loss by its logit,
+    p (1 - p), times `direction` [N, 1]."""
+    return self.curvature_diagonal(logits) * direction
+
+  def curvature_diagonal(self, logits):
+    p = tf.sigmoid(logits)
+    return p * (1 - p)
+
+  def bias_hessian(self, logits):
+    """The mean second derivative by the bias [1, 1]."""
+    return tf.reduce_mean(self.curvature_diagonal(logits), keepdims=True)
 
 
 def head_for(outputs: int):

@@ -15,7 +15,7 @@ of the gradient product are computed while it is in the cache, so X is read
 from memory once per step, and nothing else of its size is made.
 """
 
-from typing import NamedTuple, Optional, Protocol, Tuple
+from typing import Dict, NamedTuple, Optional, Protocol, Tuple
 
 import keras
 import tensorflow as tf
@@ -27,6 +27,8 @@ class EpochResult(NamedTuple):
   loss: tf.Tensor  # the objective, averaged over the epoch's examples
   steps: tf.Tensor  # SGD steps taken (fewer when it stopped on divergence)
   finite: tf.Tensor  # loss and weights stayed finite
+  finished: bool = False  # an exact solver stopped: no more epochs
+  optimization: Optional[dict] = None  # a solver's objective, gradient, bound
 
 
 class EvalResult(NamedTuple):
@@ -125,7 +127,9 @@ class StepFunctions(Protocol):
 
   model: keras.layers.Dense
   head: object
-  optimizer: keras.optimizers.SGD
+  optimizer: keras.optimizers.SGD  # or a solver: `iterations` is counted
+  state: Dict[str, tf.Variable]  # more to checkpoint (a solver's memory)
+  finished: bool  # an exact solver has stopped; SGD never has
 
   def train_epoch(self, x, y, epoch) -> EpochResult: ...
 
@@ -137,6 +141,9 @@ class StepFunctions(Protocol):
 
 class Steps:
   """Compiled train/eval functions for one model, head and optimizer."""
+
+  state: Dict[str, tf.Variable] = {}
+  finished = False
 
   def __init__(self, model, head, optimizer, *, l2: float, batch_size,
                seed: int, block_rows: Optional[int] = None):

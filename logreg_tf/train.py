@@ -60,6 +60,20 @@ def define_flags(fv: flags.FlagValues) -> types.SimpleNamespace:
                       "--nouse_bias as in the tutorial.")
   f.l2 = define("float", "l2", 0.0, "Weight of the 0.5 * l2 * ||W||^2 "
                 "penalty on the weights (not the bias).")
+  f.solver = define(
+      "enum", "solver", "sgd", ["sgd", "lbfgs", "newton_cg"],
+      "sgd: the tutorial's stochastic gradient descent (--learning_rate, "
+      "--num_epochs, --batch_size); lbfgs or newton_cg: an exact full-batch "
+      "solver of the same objective, which stops at a certified optimum "
+      "(--tol, --max_iter; README's The optimum).")
+  f.tol = define(
+      "float", "tol", 1e-4, "With an exact --solver: stop once the certified "
+      "bound on the objective's distance to its optimum is at most this "
+      "(with --l2=0: once the gradient's largest component is).")
+  f.max_iter = define(
+      "integer", "max_iter", 1000, "With an exact --solver: at most this many "
+      "iterations (each one epoch of the log and the checkpoints).",
+      lower_bound=1)
   f.strategy = define(
       "enum", "strategy", "one_device", ["one_device", "mirrored",
                                          "multi_worker"],
@@ -113,6 +127,18 @@ def _validate(fv: flags.FlagValues) -> None:
   for split in ("train_split", "test_split"):
     check(split, lambda v: bool(v and v.strip()),
           message="give a TFDS split, e.g. train or test")
+  check("tol", lambda v: v > 0 and math.isfinite(v),
+        message="must be a finite number > 0")
+  flags.register_multi_flags_validator(
+      ["solver", "batch_size"],
+      lambda d: d["solver"] == "sgd" or d["batch_size"] is None,
+      message="--solver=lbfgs and newton_cg are full-batch solvers; drop "
+      "--batch_size, or use --solver=sgd for mini-batches", flag_values=fv)
+  flags.register_multi_flags_validator(
+      ["solver", "strategy"],
+      lambda d: d["solver"] == "sgd" or d["strategy"] == "one_device",
+      message="--solver=lbfgs and newton_cg run on one device (one GPU if "
+      "TensorFlow finds one); --strategy is for --solver=sgd", flag_values=fv)
   flags.register_multi_flags_validator(
       ["strategy", "cpu_devices"],
       lambda d: d["cpu_devices"] is None or d["strategy"] == "mirrored",
@@ -135,6 +161,9 @@ def config_from_flags(f) -> config_lib.RunConfig:
       init=f.init.value,
       use_bias=f.use_bias.value,
       l2=f.l2.value,
+      solver=f.solver.value,
+      tol=f.tol.value,
+      max_iter=f.max_iter.value,
   )
 
 

@@ -46,6 +46,9 @@ class ReplicatedSteps:
   """steps.StepFunctions (train_epoch, train_epoch_and_eval, eval_step)
   over a strategy's replicas."""
 
+  state = {}  # nothing but the model and the optimizer's step count
+  finished = False
+
   def __init__(self, strategy, model, head, optimizer, *, l2: float,
                batch_size, seed: int, block_rows=None):
     self.strategy = strategy

@@ -31,10 +31,17 @@ from logreg_tf.rundir.snapshot import Snapshot
 
 # Must match for a resume at all: what the weights mean.
 DATA_FIELDS = ("dataset", "image_shape")
-MODEL_FIELDS = ("classes", "num_outputs", "use_bias")
+MODEL_FIELDS = ("classes", "num_outputs", "use_bias", "solver")
 # May differ, but then the run no longer equals one done in one go.
 TRAINING_FIELDS = ("dataset_version", "learning_rate", "lr_schedule",
                    "num_epochs", "batch_size", "seed", "l2", "init")
+SOLVER_FIELDS = ("dataset_version", "seed", "l2", "init", "tol", "max_iter")
+# Checkpoints written before a field existed hold its default then.
+OLD_DEFAULTS = {"solver": "sgd"}
+
+
+def _field(spec: dict, key: str):
+  return spec.get(key, OLD_DEFAULTS.get(key))
 
 
 def _describe_data(spec: dict) -> str:
@@ -45,7 +52,8 @@ def _describe_data(spec: dict) -> str:
 def _describe_model(spec: dict) -> str:
   classes = ",".join(map(str, spec["classes"] or ()))
   bias = "bias" if spec["use_bias"] else "no bias"
-  return f"classes {classes}, {spec['num_outputs']} outputs, {bias}"
+  return (f"classes {classes}, {spec['num_outputs']} outputs, {bias}, "
+          f"solver {_field(spec, 'solver')}")
 
 
 def model_variables(model) -> dict:
@@ -149,12 +157,12 @@ class Checkpointer:
     for fields, what, verb, describe in (
         (DATA_FIELDS, "dataset", "trains on", _describe_data),
         (MODEL_FIELDS, "run", "has", _describe_model)):
-      if any(saved.get(k) != self.spec[k] for k in fields):
+      if any(_field(saved, k) != self.spec[k] for k in fields):
         raise UserError(
             f"--model_dir holds a checkpoint of another {what} ({path}: "
             f"{describe(saved)}) but this run {verb} {describe(self.spec)}; "
             "use another --model_dir, or --fresh to start over there")
-    fields = TRAINING_FIELDS
+    fields = TRAINING_FIELDS if self.spec["solver"] == "sgd" else SOLVER_FIELDS
     if saved.get("lr_schedule") == self.spec["lr_schedule"] == "constant":
       fields = tuple(k for k in fields if k != "num_epochs")  # no schedule
     changed = [f"{k} {saved.get(k)} -> {self.spec[k]}" for k in fields

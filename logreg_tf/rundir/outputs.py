@@ -14,8 +14,8 @@ import tensorflow as tf
 
 from logreg_tf import figures, metrics
 from logreg_tf.config import describe
-from logreg_tf.errors import (DivergenceError, Interrupted, StorageError,
-                              WorkerError, reason)
+from logreg_tf.errors import (DivergenceError, Interrupted, NoOptimumError,
+                              StorageError, WorkerError, reason)
 from logreg_tf.rundir import durable
 from logreg_tf.rundir.checkpoints import Checkpointer
 from logreg_tf.rundir.runinfo import RunInfo
@@ -23,7 +23,8 @@ from logreg_tf.rundir.summaries import Reporter, drop_after
 
 # How run.json names each way a run can end early.
 _STATUS = ((DivergenceError, "diverged"), (Interrupted, "interrupted"),
-           (StorageError, "failed"), (WorkerError, "worker lost"))
+           (StorageError, "failed"), (WorkerError, "worker lost"),
+           (NoOptimumError, "no finite optimum"))
 ENDINGS = tuple(kind for kind, _ in _STATUS)
 
 
@@ -47,15 +48,15 @@ class LogOnly:
              events: bool = True) -> None:
     self._reporter.report(epoch, values, events)
 
-  def figures_due(self, epoch: int) -> bool:
-    del epoch
+  def figures_due(self, epoch: int, last: bool) -> bool:
+    del epoch, last
     return False
 
   def draw(self, epoch, model, x_test, y_test) -> None:
     del epoch, model, x_test, y_test
 
-  def save_due(self, epoch: int) -> bool:
-    del epoch
+  def save_due(self, epoch: int, last: bool) -> bool:
+    del epoch, last
     return False
 
   def save(self, epoch: int) -> None:
@@ -67,8 +68,8 @@ class LogOnly:
   def failed(self, error: Exception) -> Exception:
     return error
 
-  def finish(self, final: Dict[str, float]) -> None:
-    del final
+  def finish(self, final: Dict[str, float], optimization=None) -> None:
+    del final, optimization
 
   def close(self) -> None:
     pass
@@ -94,15 +95,16 @@ class ChiefOutputs:
   saves = True
 
   def __init__(self, model_dir, config, storage, info, dataset_record: dict,
-               model, optimizer, train_loss, placement=None):
+               model, optimizer, train_loss, placement=None, state=None):
     self._dir, self._config, self._storage = model_dir, config, storage
     self._info, self._record = info, dataset_record
     self._placement = placement  # run.json's "placement"; None: one device
+    state = state or {}  # more variables to checkpoint (a solver's)
     self._device = model.kernel.value.device
     self._description = describe(config, info)
     self.ckpt = Checkpointer(model_dir, model, optimizer, self._description,
                              storage.keep_checkpoints,
-                             extra={"train_loss": train_loss})
+                             extra={"train_loss": train_loss, **state})
     self._reporter = None  # made by begin(), after old events are dropped
     self._run_json = None
 
@@ -124,7 +126,7 @@ class ChiefOutputs:
     self._run_json = RunInfo(self._dir.run_json, self._config, self._storage,
                              self._record, self._device, start,
                              self._placement)
-    self._reporter = Reporter(self._dir.events, self._config.num_epochs)
+    self._reporter = Reporter(self._dir.events, self._config.epochs)
     if start == 0:
       self._reporter.hparams(self._description)
 
@@ -132,10 +134,10 @@ class ChiefOutputs:
              events: bool = True) -> None:
     self._reporter.report(epoch, values, events)
 
-  def figures_due(self, epoch: int) -> bool:
+  def figures_due(self, epoch: int, last: bool) -> bool:
     """At the last epoch, and every `figure_every` displayed epochs."""
     every, config = self._storage.figure_every, self._config
-    return epoch == config.num_epochs or bool(
+    return last or bool(
         every and (epoch // config.display_step) % every == 0)
 
   def draw(self, epoch: int, model, x_test, y_test) -> None:
@@ -151,10 +153,9 @@ class ChiefOutputs:
     logging.info("figures at epoch %d in %s; test ECE %.4f", epoch,
                  self._dir.figures, analysis.ece)
 
-  def save_due(self, epoch: int) -> bool:
+  def save_due(self, epoch: int, last: bool) -> bool:
     """Every `checkpoint_every` epochs, and at the last."""
-    return (epoch % self._storage.checkpoint_every == 0
-            or epoch == self._config.num_epochs)
+    return last or epoch % self._storage.checkpoint_every == 0
 
   def save(self, epoch: int) -> None:
     self.ckpt.save(epoch)
@@ -179,8 +180,10 @@ class ChiefOutputs:
           error)
     return error
 
-  def finish(self, final: Dict[str, float]) -> None:
-    self._run_json.finish("completed", final)
+  def finish(self, final: Dict[str, float], optimization=None) -> None:
+    """run.json's end: the final metrics and how far from the optimum the
+    run stopped (solvers/objective.py's certificate)."""
+    self._run_json.finish("completed", final, optimization=optimization)
 
   def close(self) -> None:
     """Best effort: what could not be written was reported when it failed."""

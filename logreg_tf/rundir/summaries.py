@@ -16,6 +16,13 @@ TAGS = {
     "test_loss": "test/loss",
     "test_accuracy": "test/accuracy",
 }
+# An exact solver's (solvers/): the same in the line and the events, after
+# the keys above, with the digits a certificate needs.
+SOLVER_TAGS = {
+    "objective": ("train/objective", ".10f"),
+    "gradient_norm": ("train/gradient_norm", ".3e"),
+    "suboptimality_bound": ("train/suboptimality_bound", ".3e"),
+}
 # The scalars TensorBoard's HParams table shows for each run (their last
 # values: the run's final test metrics).
 HPARAM_METRICS = ("test/accuracy", "test/loss")
@@ -23,8 +30,10 @@ HPARAM_METRICS = ("test/accuracy", "test/loss")
 
 def format_line(epoch: int, num_epochs: int, metrics: Dict[str, float]) -> str:
   width = len(str(num_epochs))
-  fields = "  ".join(f"{k} {metrics[k]:.4f}" for k in TAGS)
-  return f"epoch {epoch:>{width}}/{num_epochs}  {fields}"
+  fields = [f"{k} {metrics[k]:.4f}" for k in TAGS]
+  fields += [f"{k} {metrics[k]:{form}}" for k, (_, form) in SOLVER_TAGS.items()
+             if k in metrics]
+  return f"epoch {epoch:>{width}}/{num_epochs}  " + "  ".join(fields)
 
 
 # What TensorBoard's HParams tab shows of a run's description (config.describe):
@@ -32,12 +41,13 @@ def format_line(epoch: int, num_epochs: int, metrics: Dict[str, float]) -> str:
 # indices it also records are facts of the data, not choices.
 HPARAMS = ("dataset", "train_split", "test_split", "classes", "learning_rate",
            "lr_schedule", "num_epochs", "display_step", "batch_size", "seed",
-           "init", "use_bias", "l2", "dataset_version")
+           "init", "use_bias", "l2", "solver", "tol", "max_iter",
+           "dataset_version")
 
 
 def hparam_values(description: dict) -> Dict[str, object]:
   """What the run is, as TensorBoard hparams (scalars and strings only)."""
-  values = {key: description[key] for key in HPARAMS}
+  values = {key: description.get(key) for key in HPARAMS}
   if description["class_indices"] is None:
     values["classes"] = "all"
   else:
@@ -127,6 +137,9 @@ class Reporter:
     with self._storage_errors(), self._writer.as_default(step=epoch):
       for key, tag in TAGS.items():
         tf.summary.scalar(tag, metrics[key])
+      for key, (tag, _) in SOLVER_TAGS.items():
+        if key in metrics:
+          tf.summary.scalar(tag, metrics[key])
       self._writer.flush()
 
   def figures(self, step: int, pngs: Dict[str, bytes],
