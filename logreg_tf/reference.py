@@ -101,3 +101,26 @@ def sigmoid_loss_vectorized(w, X, y, reg):
   loss = np.mean(_softplus(z) - yf * z) + _penalty(w, reg)
   dw = X.T @ (_sigmoid(z) - yf) / n + reg * w
   return w.dtype.type(loss), dw.astype(w.dtype)
+
+
+def softmax_hessian_vector(W, X, reg, V):
+  """The Hessian of softmax_loss at W times V [D, C], vectorized:
+  X^T (P * (X V) - P * rowsum(P * (X V))) / N + reg * V. The Hessian of
+  each example's loss by its scores s is diag(p) - p p^T."""
+  W = np.asarray(W)
+  X = np.asarray(X, dtype=W.dtype)
+  scores = X @ W
+  scores -= scores.max(axis=1, keepdims=True)
+  P = np.exp(scores)
+  P /= P.sum(axis=1, keepdims=True)
+  PU = P * (X @ V)
+  return X.T @ (PU - P * PU.sum(axis=1, keepdims=True)) / len(X) + reg * V
+
+
+def sigmoid_hessian_vector(w, X, reg, v):
+  """The Hessian of sigmoid_loss at w times v [D]: X^T (p (1 - p) X v) / N
+  + reg * v."""
+  w = np.asarray(w)
+  X = np.asarray(X, dtype=w.dtype)
+  p = _sigmoid(X @ w)
+  return X.T @ (p * (1 - p) * (X @ v)) / len(X) + reg * v

@@ -58,6 +58,14 @@ CASES = [
     (["--worker_timeout=0"], "--worker_timeout=0.0"),
     (["--strategy=multi_worker"], "--strategy=multi_worker needs the "
      "TF_CONFIG environment variable"),
+    (["--solver=newton", "--l2=1e-4"], "--solver=newton"),
+    (["--solver=lbfgs", "--batch_size=100"], "--solver=lbfgs and newton_cg "
+     "are full-batch solvers; drop --batch_size"),
+    (["--solver=lbfgs", "--tol=0"], "--tol=0.0: must be a finite number > 0"),
+    (["--solver=newton_cg", "--tol=-1e-6"], "--tol=-1e-06"),
+    (["--solver=lbfgs", "--max_iter=0"], "--max_iter=0"),
+    (["--solver=lbfgs", "--strategy=mirrored"], "--solver=lbfgs and "
+     "newton_cg run on one device"),
     (["--data_dir={idx}", "--dataset=no_such_set"],
      "dataset 'no_such_set' not found: no prepared TFDS 'no_such_set' in "
      "{idx}"),
