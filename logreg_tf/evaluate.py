@@ -57,15 +57,35 @@ def evaluate(trained, storage, split=None) -> dict:
       "confusion_matrix": analysis.confusion.tolist(),
       "class_names": list(analysis.class_names),
       "reliability": analysis.reliability,
+      "optimization": optimization(trained, dataset),
   }
+
+
+def optimization(trained, dataset) -> dict:
+  """How far the checkpoint's weights are from the optimum of the objective
+  it was trained on (its training split, its l2): the certificate of
+  solvers/objective.py, for an SGD checkpoint as for a solver's."""
+  from logreg_tf import data
+  from logreg_tf.solvers.objective import certify
+  l2 = float(trained.spec.get("l2", 0.0))
+  cert = certify(trained.model, trained.head,
+                 data.to_features(dataset.train_images),
+                 data.to_labels(dataset.train_labels), l2)
+  return {"split": dataset.info.train_split, "l2": l2, **cert.as_dict()}
 
 
 def report(results: dict) -> str:
   """The printed form: summary, per-class table, confusion matrix."""
+  opt = results["optimization"]
+  bound = opt["suboptimality_bound"]
   lines = [f"{results['checkpoint']} on {results['dataset']} "
            f"{results['split']} ({results['examples']} examples)",
            f"loss {results['loss']:.4f}  accuracy {results['accuracy']:.4f}"
-           f"  ece {results['ece']:.4f}", "",
+           f"  ece {results['ece']:.4f}",
+           f"training objective {opt['objective']:.10f} on {opt['split']} "
+           f"(l2 {opt['l2']:g})  gradient_norm {opt['gradient_norm']:.3e}  "
+           "suboptimality_bound "
+           + (f"{bound:.3e}" if bound is not None else "none (l2 = 0)"), "",
            f"{'class':>16}  precision  recall      f1  support"]
   for row in results["per_class"]:
     lines.append(f"{row['class'][:16]:>16}  {row['precision']:9.4f}  "

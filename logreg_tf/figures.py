@@ -9,6 +9,8 @@
   and the expected calibration error in the title.
 - mistakes: the test images the model got wrong with the highest
   probability, each with its true and predicted class.
+- sweep: validation and test accuracy along a regularisation path
+  (logreg-sweep).
 """
 
 import io
@@ -147,4 +149,23 @@ def mistakes(images: np.ndarray, labels: np.ndarray, probs: np.ndarray,
                  f"{names[predicted[i]][:12]} ({probs[i, predicted[i]]:.2f})",
                  fontsize=8)
   fig.suptitle(f"Most confident mistakes ({len(wrong)} in all)")
+  return _png(fig)
+
+
+def sweep(l2s: Sequence[float], validation: Sequence[float],
+          test: Sequence[float], chosen: float, by: str) -> bytes:
+  """Validation and test accuracy against l2 (log scale), the chosen l2
+  marked: the test curve is drawn after the choice, never used for it."""
+  plt = _pyplot()
+  fig, ax = plt.subplots(figsize=(7, 4.5))
+  ax.plot(l2s, validation, "o-", color="tab:blue", label="validation")
+  ax.plot(l2s, test, "s--", color="tab:orange", label="test (after the choice)")
+  ax.axvline(chosen, color="gray", linestyle=":",
+             label=f"chosen l2 {chosen:.3g} (by validation {by})")
+  ax.set_xscale("log")
+  ax.set_xlabel("l2 (penalty 0.5 * l2 * ||W||^2)")
+  ax.set_ylabel("accuracy")
+  ax.set_title("Regularisation path: each l2 solved to its optimum")
+  ax.grid(True, which="both", alpha=0.3)
+  ax.legend(loc="lower left")
   return _png(fig)

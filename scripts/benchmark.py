@@ -33,6 +33,7 @@ import baselines
 import bench_compute as bc
 import bench_distribute
 import bench_epoch
+import bench_optimum
 import bench_process
 import bench_table
 from logreg_tf import data, loop, train
@@ -52,11 +53,13 @@ _PLAIN_STEPS = flags.DEFINE_integer(
     "full-batch steps (lr 0.5), then one evaluation, as a whole process.")
 _SECTIONS = flags.DEFINE_list(
     "sections", ["targets", "itemized", "whole_command", "predict",
-                 "distribute"],
+                 "distribute", "optimum"],
     "What to measure: targets (1-5 and the checkpoint save), itemized (one "
     "displayed epoch, part by part), whole_command (per step as whole "
     "processes), predict (images per second on 10,000 PNGs), distribute "
-    "(2 workers against one process, mirrored against one device).")
+    "(2 workers against one process, mirrored against one device), optimum "
+    "(the exact solvers against scikit-learn; SGD's distance to the "
+    "optimum).")
 _IDX_DIR = flags.DEFINE_string("bench_idx_dir", None, "IDX files instead of "
                                "TFDS (TFDS_DATA_DIR) for the data.")
 _QUICK = flags.DEFINE_bool(
@@ -223,6 +226,8 @@ def main(argv):
       "distribute": {"distribute": lambda: bench_distribute.scaling(
           repeats, budget.distribute_epochs, 10 * budget.distribute_epochs,
           budget.warm, mnist=budget.distribute_mnist)},
+      "optimum": {"optimum": lambda: bench_optimum.optimum(
+          (tensors[0].numpy(), tensors[1].numpy()), quick)},
   }
   results["itemized_epochs"] = epochs
   for section in _SECTIONS.value:
@@ -233,6 +238,8 @@ def main(argv):
   text = bench_table.table(results)
   if "distribute" in results:
     text += "\n" + bench_distribute.table(results["distribute"])
+  if "optimum" in results:
+    text += "\n" + bench_optimum.table(results["optimum"])
   print(text)
   os.makedirs(os.path.dirname(os.path.abspath(_JSON.value)), exist_ok=True)
   with open(_JSON.value, "w") as f:

@@ -181,9 +181,9 @@ def shared_idx_dir(tmp_path_factory, n_train: int, n_test: int) -> str:
       d, n_train=n_train, n_test=n_test)[0])(f"{n_train}x{n_test}")
 
 
-def error_lines(stderr: str):
+def error_lines(stderr: str, prog: str = "logreg-train"):
   """The lines our command wrote as errors (absl/TF logging filtered out)."""
-  return [l for l in stderr.splitlines() if l.startswith("logreg-train:")]
+  return [l for l in stderr.splitlines() if l.startswith(f"{prog}:")]
 
 
 def summary_values(model_dir, still_writing=False):

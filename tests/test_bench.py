@@ -25,9 +25,15 @@ def test_the_quick_benchmark_runs_every_section(shared_tfds_dir, tmp_path):
   assert results["quick"] is True
   for section in ("target_1", "target_2", "target_3", "target_4", "target_5",
                   "checkpoint_save", "itemized", "whole_command", "predict",
-                  "distribute"):
+                  "distribute", "optimum"):
     assert section in results, section
   # The loop's own epochs were timed (the Run built as the command builds it).
   assert results["itemized"]["whole displayed epoch in the loop"]["median"] > 0
   assert results["target_4"]["status"] == 0
   assert "logreg_tf" in results["table"]
+  # The exact solvers reached the optimum scikit-learn's lbfgs finds.
+  optimum = results["optimum"]
+  for solver in ("lbfgs", "newton_cg"):
+    assert optimum[solver]["converged"] is True
+    assert abs(optimum[solver]["objective"]
+               - optimum["sklearn lbfgs tol=1e-8"]["objective"]) < 1e-6

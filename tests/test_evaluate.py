@@ -121,3 +121,36 @@ def test_metrics_on_known_numbers():
   np.testing.assert_allclose(p, [[0.25, 0.75]])
   p = metrics.probabilities(np.array([[0.0], [np.log(3.0)]]))
   np.testing.assert_allclose(p, [[0.5, 0.5], [0.25, 0.75]])
+
+
+def test_reports_how_far_the_checkpoint_is_from_the_optimum(trained, tmp_path):
+  # An SGD checkpoint: the objective, the gradient norm and, with its l2
+  # (0 here: none), the bound; a solver's checkpoint: its certified bound.
+  idx, dirs = trained
+  out = tmp_path / "eval.json"
+  result = invoke("evaluate", f"--model_dir={dirs['softmax']}",
+                  f"--idx_dir={idx}", f"--output_json={out}")
+  assert result.returncode == 0, result.stderr[-2000:]
+  opt = json.loads(out.read_text())["optimization"]
+  with open(os.path.join(dirs["softmax"], "run.json")) as f:
+    assert opt == {"split": "train", "l2": 0.0,
+                   **{k: v for k, v in json.load(f)["optimization"].items()
+                      if k in ("objective", "gradient_norm",
+                               "suboptimality_bound")}}
+  assert opt["suboptimality_bound"] is None
+  assert "suboptimality_bound none (l2 = 0)" in result.stdout
+  solved = tmp_path / "solved"
+  run = invoke("train", f"--idx_dir={idx}", f"--model_dir={solved}",
+               "--solver=newton_cg", "--l2=0.01", "--tol=1e-9")
+  assert run.returncode == 0, run.stderr[-2000:]
+  result = invoke("evaluate", f"--model_dir={solved}", f"--idx_dir={idx}",
+                  f"--output_json={out}")
+  assert result.returncode == 0, result.stderr[-2000:]
+  opt = json.loads(out.read_text())["optimization"]
+  with open(solved / "run.json") as f:
+    solver = json.load(f)["optimization"]
+  # The checkpoint holds float32 weights: within float32's rounding of the
+  # solver's float64 point, still certified near the optimum.
+  assert opt["objective"] == pytest.approx(solver["objective"], abs=1e-6)
+  assert opt["suboptimality_bound"] < 1e-6
+  assert "training objective " in result.stdout

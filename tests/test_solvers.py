@@ -100,7 +100,8 @@ def test_reduced_hessian_and_gradient_equal_reference_and_autodiff(
                              rtol=1e-10, atol=1e-13)
   if use_bias:
     np.testing.assert_allclose(dW[-1] - l2 * b, 0, atol=1e-11)
-  # The reduced Hessian is the Schur complement of the bias block.
+  # The reduced Hessian is the Schur complement of the bias block (its
+  # products run in float32: see objective.py).
   m = w.size
   reduced = full[:m, :m]
   if use_bias:
@@ -109,7 +110,7 @@ def test_reduced_hessian_and_gradient_equal_reference_and_autodiff(
   v = np.random.default_rng(1).normal(size=w.shape)
   np.testing.assert_allclose(
       objective.hessian_product(point.logits, tf.constant(v)).numpy().ravel(),
-      reduced @ v.ravel(), rtol=1e-8, atol=1e-12)
+      reduced @ v.ravel(), rtol=2e-5, atol=2e-5 * np.abs(reduced @ v.ravel()).max())
 
 
 @pytest.mark.parametrize("outputs", [3, 1])

@@ -15,7 +15,7 @@ readers and TensorFlow are imported when first used, so that a command's
 import concurrent.futures
 import dataclasses
 import os
-from typing import Optional, Sequence, Tuple
+from typing import Dict, Optional, Sequence, Tuple
 
 from absl import logging
 import numpy as np
@@ -29,10 +29,21 @@ def load(spec: DataSpec, storage) -> Dataset:
   """The dataset and splits of `spec` from IDX files or the TFDS directory."""
   if storage.idx_dir:
     from logreg_tf.data import idx
-    return idx.load_dataset(storage.idx_dir, spec.dataset)
+    return idx.load_dataset(storage.idx_dir, spec.dataset, spec.train_split,
+                            spec.test_split)
   from logreg_tf.data import tfds
   return tfds.load(spec.dataset, spec.train_split, spec.test_split,
                    storage.data_dir, storage.cache_dir)
+
+
+def split_sizes(spec: DataSpec, storage) -> Dict[str, int]:
+  """Examples per split of the source (IDX: train and test)."""
+  if storage.idx_dir:
+    from logreg_tf.data import idx
+    return {split: len(idx.load_split(storage.idx_dir, split)[1])
+            for split in idx.FILES}
+  from logreg_tf.data import tfds
+  return tfds.split_sizes(spec.dataset, storage.data_dir)
 
 
 def load_selected(spec: DataSpec, storage) -> Dataset:

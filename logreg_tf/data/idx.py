@@ -13,6 +13,7 @@ import zlib
 
 import numpy as np
 
+from logreg_tf.data import splits
 from logreg_tf.data import tfds as tfds_source
 from logreg_tf.data.dataset import Dataset, DatasetInfo
 from logreg_tf.errors import DataError
@@ -83,16 +84,34 @@ def load_split(idx_dir: str, split: str):
   return images, labels, labels_path
 
 
-def load_dataset(idx_dir: str, name: str) -> Dataset:
-  """Both splits of dataset `name` from its IDX files.
+def _select(files, split: str, flag: str):
+  """The rows of `split` (TFDS split syntax over the files' splits train and
+  test, e.g. train[:50000]) as (images, labels, labels' path)."""
+  ranges = splits.rows(split, {k: len(v[1]) for k, v in files.items()}, flag)
+  if split in files and ranges == [(split, 0, len(files[split][1]))]:
+    return files[split]  # a whole file: no copy
+  parts = [(files[name][0][start:stop], files[name][1][start:stop])
+           for name, start, stop in ranges]
+  images = np.concatenate([p[0] for p in parts])
+  labels = np.concatenate([p[1] for p in parts])
+  if not len(labels):
+    raise DataError(f"--{flag}={split!r} of the IDX files holds no examples")
+  return images, labels, files[ranges[0][0]][2]
+
+
+def load_dataset(idx_dir: str, name: str, train_split: str = "train",
+                 test_split: str = "test") -> Dataset:
+  """The two splits of dataset `name` from its IDX files, by TFDS's split
+  syntax over the files' own splits (train, test).
 
   Class names come from TFDS's description of `name` when TFDS knows it;
   otherwise the classes are named by their index, as many as the labels use.
   """
   if not os.path.isdir(idx_dir):
     raise DataError(f"--idx_dir={idx_dir!r} is not a directory")
-  train = load_split(idx_dir, "train")
-  test = load_split(idx_dir, "test")
+  files = {split: load_split(idx_dir, split) for split in FILES}
+  train = _select(files, train_split, "train_split")
+  test = _select(files, test_split, "test_split")
   if train[0].shape[1:] != test[0].shape[1:]:
     raise DataError(
         f"IDX files disagree: train images are {train[0].shape[1]}x"
@@ -105,7 +124,8 @@ def load_dataset(idx_dir: str, name: str) -> Dataset:
     names = tuple(str(i) for i in range(top + 1))
   info = DatasetInfo(name=name, version=None,
                      source=f"idx:{os.path.abspath(idx_dir)}",
-                     image_shape=(*train[0].shape[1:], 1), class_names=names)
+                     image_shape=(*train[0].shape[1:], 1), class_names=names,
+                     train_split=train_split, test_split=test_split)
   for images, labels, path in (train, test):
     info.check_labels(labels, f"IDX file {path}")
   return Dataset(info, train[0].reshape(len(train[0]), -1), train[1],

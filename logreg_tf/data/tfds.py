@@ -9,7 +9,7 @@ are kept there and later runs skip TFDS altogether.
 
 import os
 import tempfile
-from typing import Optional, Tuple
+from typing import Dict, Optional, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -135,3 +135,9 @@ def known_class_names(name: str) -> Optional[Tuple[str, ...]]:
     except (tfds.core.registered.DatasetNotFoundError, DataError):
       return None
     return tuple(builder.info.features[label_key].names)
+
+
+def split_sizes(name: str, data_dir: Optional[str]) -> Dict[str, int]:
+  """Examples per split of a prepared dataset, from its description."""
+  return {split: info.num_examples
+          for split, info in _builder(name, data_dir).info.splits.items()}

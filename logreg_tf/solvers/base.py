@@ -27,13 +27,16 @@ class Solver:
 
   name = "solver"
 
-  def __init__(self, w0, use_bias: bool, l2: float, tol: float):
+  def __init__(self, w0, use_bias: bool, l2: float, tol: float, b0=None):
+    """From W = w0 (and the bias search from b0, default 0)."""
     self.l2, self.tol = float(l2), float(tol)
     shape = w0.shape
     self.iterations = tf.Variable(0, dtype=tf.int64, trainable=False)
     self.w = tf.Variable(tf.cast(w0, DTYPE), trainable=False)
-    self.b = (tf.Variable(tf.zeros([shape[1]], DTYPE), trainable=False)
-              if use_bias else None)
+    self.b = None
+    if use_bias:
+      self.b = tf.Variable(tf.zeros([shape[1]], DTYPE) if b0 is None
+                           else tf.cast(b0, DTYPE), trainable=False)
     self.value = tf.Variable(math.nan, dtype=DTYPE, trainable=False)
     self.grad = tf.Variable(tf.zeros(shape, DTYPE), trainable=False)
     self.started = tf.Variable(False, trainable=False)

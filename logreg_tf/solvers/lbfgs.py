@@ -23,9 +23,9 @@ class LBFGS(Solver):
 
   name = "lbfgs"
 
-  def __init__(self, w0, use_bias: bool, l2: float, tol: float,
+  def __init__(self, w0, use_bias: bool, l2: float, tol: float, b0=None,
                memory: int = 10):
-    super().__init__(w0, use_bias, l2, tol)
+    super().__init__(w0, use_bias, l2, tol, b0)
     shape = [memory, *w0.shape]
     self.memory = memory
     self.s = tf.Variable(tf.zeros(shape, DTYPE), trainable=False)

@@ -24,9 +24,9 @@ class NewtonCG(Solver):
 
   name = "newton_cg"
 
-  def __init__(self, w0, use_bias: bool, l2: float, tol: float,
+  def __init__(self, w0, use_bias: bool, l2: float, tol: float, b0=None,
                max_inner: int = 200):
-    super().__init__(w0, use_bias, l2, tol)
+    super().__init__(w0, use_bias, l2, tol, b0)
     self.max_inner = max_inner
 
   def newton_direction(self, objective, point):

@@ -1,0 +1,92 @@
+"""The regularisation path: one exact solve per l2, strongest penalty first,
+each solve starting from the previous one's weights (warm start), as
+glmnet and scikit-learn's `_logistic_regression_path` walk it.
+
+A strongly penalised problem is well conditioned and its optimum is near 0;
+each weaker one starts next to its own optimum, so the path costs a few
+cold solves, not one per point.
+"""
+
+import math
+import time
+from typing import List, NamedTuple, Optional
+
+import numpy as np
+import tensorflow as tf
+
+from logreg_tf.errors import UserError
+from logreg_tf.solvers import SOLVERS
+from logreg_tf.solvers.objective import DTYPE, Objective
+
+
+class Trial(NamedTuple):
+  """One point of the path: the solve's record and its weights."""
+  l2: float
+  objective: float
+  gradient_norm: float
+  suboptimality_bound: Optional[float]
+  iterations: int
+  converged: bool
+  seconds: float
+  kernel: np.ndarray  # [D, K], float64
+  bias: Optional[np.ndarray]  # [K]
+
+  def record(self) -> dict:
+    return {k: v for k, v in self._asdict().items()
+            if k not in ("kernel", "bias")}
+
+
+def parse_grid(text: str) -> List[float]:
+  """'low:high:count' (log-spaced, both ends included) or a comma list."""
+  text = text.strip()
+  try:
+    if ":" in text:
+      low, high, count = text.split(":")
+      low, high, count = float(low), float(high), int(count)
+      if not (0 < low < high and count >= 2):
+        raise ValueError
+      return list(np.geomspace(low, high, count))
+    values = [float(v) for v in text.split(",")]
+  except ValueError:
+    raise UserError("give low:high:count with 0 < low < high and count >= 2 "
+                    "(log-spaced, e.g. 1e-7:1e-1:25), or l2 values joined "
+                    "by commas") from None
+  if not values or any(not (v > 0 and math.isfinite(v)) for v in values):
+    raise UserError("every l2 of a sweep must be a finite number > 0")
+  return sorted(set(values))
+
+
+def solve_path(objective: Objective, outputs: int, l2s: List[float],
+               solver: str, tol: float, max_iter: int,
+               log=lambda trial: None) -> List[Trial]:
+  """One solve per l2 (strongest first), warm-started; the trials in the
+  order of `l2s`."""
+  w = tf.zeros([int(objective.x.shape[1]), outputs], DTYPE)
+  b = None
+  trials = {}
+  for l2 in sorted(l2s, reverse=True):
+    start = time.perf_counter()
+    objective.l2 = l2
+    run = SOLVERS[solver](w, objective.use_bias, l2, tol, b)
+    while not run.finished and int(run.iterations) < max_iter:
+      run.step(objective)
+    w = tf.convert_to_tensor(run.w)
+    b = None if run.b is None else tf.convert_to_tensor(run.b)
+    record = run.record()
+    trials[l2] = Trial(
+        l2, record["objective"], record["gradient_norm"],
+        record["suboptimality_bound"], record["iterations"],
+        record["converged"], time.perf_counter() - start, w.numpy(),
+        None if b is None else b.numpy())
+    log(trials[l2])
+  return [trials[l2] for l2 in l2s]
+
+
+def metrics(trial: Trial, head, x, y) -> dict:
+  """Mean cross-entropy and accuracy of a trial's weights on (x, y)."""
+  logits = tf.matmul(tf.cast(x, DTYPE), trial.kernel)
+  if trial.bias is not None:
+    logits += trial.bias
+  loss_sum, correct = head.metrics(logits, y)
+  n = int(x.shape[0])
+  return {"loss": float(loss_sum) / n, "accuracy": int(correct) / n}

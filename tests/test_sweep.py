@@ -1,0 +1,145 @@
+"""`python -m logreg_tf.sweep`: the path solved exactly and warm-started, the
+choice on validation, the refit and its one test evaluation, what it writes,
+and its refusals. In this process, on small IDX files."""
+
+import csv
+import json
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from helpers import error_lines, invoke, read_hparams, shared_idx_dir
+from logreg_tf.model import head_for
+from logreg_tf.solvers import NewtonCG
+from logreg_tf.solvers.objective import Objective
+
+SPLITS = ["--train_split=train[:70]", "--validation_split=train[70:]"]
+GRID = "--l2=1e-3:1e-1:5"
+
+
+@pytest.fixture(scope="module")
+def idx(tmp_path_factory):
+  return shared_idx_dir(tmp_path_factory, 100, 30)
+
+
+@pytest.fixture(scope="module")
+def swept(idx, tmp_path_factory):
+  sweep_dir = tmp_path_factory.mktemp("sweep")
+  result = invoke("sweep", f"--idx_dir={idx}", f"--sweep_dir={sweep_dir}",
+                  *SPLITS, GRID, "--tol=1e-10")
+  assert result.returncode == 0, result.stderr[-3000:]
+  with open(sweep_dir / "sweep.json") as f:
+    return sweep_dir, json.load(f), result
+
+
+def test_every_l2_is_solved_to_its_certified_optimum(idx, swept):
+  _, record, _ = swept
+  trials = record["trials"]
+  assert [t["l2"] for t in trials] == pytest.approx(np.geomspace(1e-3, 0.1, 5))
+  for t in trials:
+    assert t["converged"] and t["suboptimality_bound"] <= 1e-10
+  # Warm-started along the path = solved cold: the middle point again.
+  from logreg_tf import data
+  from logreg_tf.config import DataSpec, Storage
+  tuning = data.load(DataSpec(train_split="train[:70]"), Storage(idx_dir=idx))
+  x, y = data.to_features(tuning.train_images), tuning.train_labels
+  l2 = trials[2]["l2"]
+  objective = Objective(head_for(10), x, tf.constant(y), l2, True)
+  cold = NewtonCG(tf.zeros([784, 10]), True, l2, tol=1e-12)
+  while not cold.finished:
+    cold.step(objective)
+  assert abs(float(cold.value) - trials[2]["objective"]) <= 1e-10
+  # Later (weaker) points start near their optimum: fewer iterations.
+  assert trials[0]["iterations"] <= trials[-1]["iterations"]
+
+
+def test_the_choice_is_the_best_validation_loss_then_refit(idx, swept):
+  sweep_dir, record, result = swept
+  best = min(record["trials"], key=lambda t: t["validation_loss"])
+  assert record["chosen"]["l2"] == best["l2"]
+  assert record["chosen"]["by"] == "validation loss"
+  refit = record["refit"]
+  assert refit["train_split"] == "train[:70]+train[70:]"
+  with open(sweep_dir / "refit" / "run.json") as f:
+    run = json.load(f)
+  assert run["config"]["l2"] == best["l2"] and run["config"]["solver"] == (
+      "newton_cg")
+  assert run["dataset"]["train_examples"] == 100  # train + validation
+  assert run["final_metrics"] == refit["final_metrics"]
+  assert run["optimization"]["converged"]
+  # The test split was evaluated once in the refit run: one logged line.
+  assert sum(" test_accuracy " in l for l in result.stderr.splitlines()) == 1
+  # The refit is an ordinary run: evaluate reads it.
+  evaluated = invoke("evaluate", f"--model_dir={sweep_dir / 'refit'}",
+                     f"--idx_dir={idx}")
+  assert evaluated.returncode == 0, evaluated.stderr[-2000:]
+  assert f"accuracy {refit['final_metrics']['test_accuracy']:.4f}" in (
+      evaluated.stdout)
+
+
+def test_it_writes_json_csv_figure_and_tensorboard(swept):
+  sweep_dir, record, _ = swept
+  with open(sweep_dir / "sweep.csv") as f:
+    rows = list(csv.DictReader(f))
+  assert len(rows) == 5
+  assert [float(r["l2"]) for r in rows] == [t["l2"] for t in record["trials"]]
+  assert all(0 <= float(r["test_accuracy"]) <= 1 for r in rows)
+  assert (sweep_dir / "sweep.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+  board = sweep_dir / "tensorboard"
+  _, metrics = read_hparams(str(board))
+  assert {"validation/loss", "validation/accuracy", "test/accuracy"} <= set(
+      metrics)
+  trial_dirs = sorted(p for p in board.iterdir() if p.is_dir())
+  assert len(trial_dirs) == 5
+  for trial_dir in trial_dirs:
+    hparams, _ = read_hparams(str(trial_dir))
+    assert trial_dir.name == f"l2={hparams['l2']:.3e}"
+
+
+def test_choosing_by_accuracy(idx, tmp_path):
+  result = invoke("sweep", f"--idx_dir={idx}", f"--sweep_dir={tmp_path}",
+                  *SPLITS, "--l2=0.01,0.1", "--select_by=accuracy")
+  assert result.returncode == 0, result.stderr[-2000:]
+  with open(tmp_path / "sweep.json") as f:
+    record = json.load(f)
+  best = max(t["validation_accuracy"] for t in record["trials"])
+  chosen = [t for t in record["trials"] if t["l2"] == record["chosen"]["l2"]]
+  assert chosen[0]["validation_accuracy"] == best
+  assert record["chosen"]["by"] == "validation accuracy"
+
+
+@pytest.mark.parametrize("args,quoted", [
+    (["--train_split=train[:70]", "--validation_split=train[60:]"],
+     "--validation_split='train[60:]' shares 10 rows with "
+     "--train_split='train[:70]'"),
+    (["--validation_split=train", "--train_split=train[:10%]"],
+     "shares 10 rows"),
+    (["--l2=1e-3:1e-1"], "--l2=1e-3:1e-1: give low:high:count"),
+    (["--l2=1e-1:1e-3:5"], "give low:high:count with 0 < low < high"),
+    (["--l2=0.1,-1"], "every l2 of a sweep must be a finite number > 0"),
+    (["--l2=a,b"], "--l2=a,b"),
+    (["--tol=0"], "--tol=0.0"),
+    (["--max_iter=0"], "--max_iter=0"),
+    (["--solver=sgd"], "--solver=sgd"),
+    (["--validation_split=train[70:"], "is not a split"),
+])
+def test_bad_input_of_the_sweep(idx, tmp_path, args, quoted):
+  result = invoke("sweep", f"--idx_dir={idx}",
+                  f"--sweep_dir={tmp_path / 'out'}", *args)
+  assert result.returncode == 1, result.stderr[-2000:]
+  (line,) = error_lines(result.stderr, "logreg-sweep")
+  assert quoted in line
+  assert not (tmp_path / "out" / "sweep.json").exists()
+
+
+def test_a_directory_holding_another_sweep_is_refused(idx, swept):
+  sweep_dir, _, _ = swept
+  before = os.path.getmtime(sweep_dir / "sweep.json")
+  result = invoke("sweep", f"--idx_dir={idx}", f"--sweep_dir={sweep_dir}",
+                  *SPLITS, "--l2=1e-3:1e-1:4", "--tol=1e-10")
+  assert result.returncode == 1
+  (line,) = error_lines(result.stderr, "logreg-sweep")
+  assert f"--sweep_dir={sweep_dir} holds another sweep (l2 " in line
+  assert os.path.getmtime(sweep_dir / "sweep.json") == before
