@@ -57,6 +57,8 @@ class RunConfig:
   solver: str = "sgd"
   tol: float = 1e-4
   max_iter: int = 1000
+  # Also scored at every display step; held out from the train split.
+  validation_split: Optional[str] = None
 
   @property
   def data(self) -> DataSpec:

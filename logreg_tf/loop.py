@@ -110,8 +110,11 @@ class Run:
 
   def __init__(self, config: RunConfig, tensors, steps: StepFunctions,
                outputs, cluster=None, stop: Optional[StopRequest] = None,
-               train_loss: Optional[tf.Variable] = None):
+               train_loss: Optional[tf.Variable] = None, validation=None):
+    """`validation`: (x, y) of --validation_split, scored at every display
+    step, or None."""
     self.config, self.tensors, self.steps = config, tensors, steps
+    self.validation = validation
     self.outputs, self.stop = outputs, stop
     self.cluster = cluster or OneProcess()
     self.train_loss = train_loss if train_loss is not None else tf.Variable(
@@ -129,6 +132,12 @@ class Run:
                           int(y_test.shape[0]))
     metrics = {"epoch": epoch, "train_loss": float(self.train_loss),
                **test, **(optimization or {})}
+    if self.validation is not None:
+      x_val, y_val = self.validation
+      scored = eval_metrics(self.steps.eval_step(x_val, y_val),
+                            int(y_val.shape[0]))
+      metrics.update(validation_loss=scored["test_loss"],
+                     validation_accuracy=scored["test_accuracy"])
     self.outputs.report(epoch, metrics, events=events)
     return metrics
 
@@ -229,6 +238,9 @@ def train_and_evaluate(config: RunConfig, storage: Storage = Storage(),
   info = dataset.info
   record = dataset_record(dataset) if storage.model_dir else None
   tensors = data.to_tensors(dataset)
+  validation = (data.load_validation(config.data, config.validation_split,
+                                     storage)
+                if config.validation_split else None)
   num_train = len(dataset.train_labels)
   del dataset  # the uint8 copy is no longer needed
   steps = build(config, info, num_train, placement)
@@ -241,7 +253,7 @@ def train_and_evaluate(config: RunConfig, storage: Storage = Storage(),
                          int(tensors[3].shape[0]))
   train_loss = tf.Variable(float("nan"), trainable=False)
   make_run = lambda outputs: Run(config, tensors, steps, outputs, cluster,
-                                 stop, train_loss)
+                                 stop, train_loss, validation)
   if not storage.model_dir or not cluster.is_chief:
     # Nothing written: no --model_dir, or a worker other than the chief.
     return make_run(outputs_lib.LogOnly(

@@ -131,23 +131,6 @@ def check_new(sweep_dir: str, config: SweepConfig) -> None:
         "; use another --sweep_dir, or delete that one")
 
 
-def check_disjoint(config: SweepConfig, storage) -> None:
-  from logreg_tf import data
-  from logreg_tf.data import splits
-  sizes = data.split_sizes(config.data(config.train_split,
-                                       config.test_split), storage)
-  train = splits.rows(config.train_split, sizes, "train_split")
-  validation = splits.rows(config.validation_split, sizes,
-                           "validation_split")
-  shared = splits.overlap(train, validation)
-  if shared:
-    raise UserError(
-        f"--validation_split={config.validation_split!r} shares {shared} rows"
-        f" with --train_split={config.train_split!r}: a validation split must"
-        " be held out, e.g. --train_split=train[:50000] "
-        "--validation_split=train[50000:]")
-
-
 def main(f, argv) -> None:
   del argv
   config = config_from_flags(f)
@@ -157,7 +140,9 @@ def main(f, argv) -> None:
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
   import tensorflow as tf
   tf.config.experimental.enable_op_determinism()
-  check_disjoint(config, storage)
+  from logreg_tf import data
+  data.check_held_out(config.data(config.train_split, config.test_split),
+                      config.validation_split, storage)
   from logreg_tf.solvers import selection
   start = time.perf_counter()
   result = selection.run(config, storage, sweep_dir)

@@ -30,6 +30,11 @@ def define_flags(fv: flags.FlagValues) -> types.SimpleNamespace:
   f.test_split = define(
       "string", "test_split", "test", "TFDS split to evaluate on, e.g. test "
       "or train[90%:] for a dataset without a test split.")
+  f.validation_split = define(
+      "string", "validation_split", None, "TFDS split also scored at every "
+      "display step (validation loss and accuracy), held out from "
+      "--train_split, e.g. --train_split=train[:50000] "
+      "--validation_split=train[50000:].")
   f.classes = define(
       "string", "classes", "", "Comma-separated classes of the dataset to "
       "train on, by name or index: two (A,B) give binomial (sigmoid) "
@@ -164,6 +169,7 @@ def config_from_flags(f) -> config_lib.RunConfig:
       solver=f.solver.value,
       tol=f.tol.value,
       max_iter=f.max_iter.value,
+      validation_split=(f.validation_split.value or "").strip() or None,
   )
 
 
@@ -196,6 +202,9 @@ def main(f, argv) -> None:
     # loads.
     from logreg_tf import loop
     import tensorflow as tf
+    if config.validation_split:
+      from logreg_tf import data
+      data.check_held_out(config.data, config.validation_split, storage)
     # Same flags and seed give the same bits: no nondeterministic kernels.
     tf.config.experimental.enable_op_determinism()
     placement = None

@@ -143,3 +143,35 @@ def test_a_directory_holding_another_sweep_is_refused(idx, swept):
   (line,) = error_lines(result.stderr, "logreg-sweep")
   assert f"--sweep_dir={sweep_dir} holds another sweep (l2 " in line
   assert os.path.getmtime(sweep_dir / "sweep.json") == before
+
+
+def test_train_scores_a_validation_split_at_every_display_step(idx, tmp_path):
+  from helpers import read_scalars
+  result = invoke("train", f"--idx_dir={idx}", f"--model_dir={tmp_path}",
+                  *SPLITS, "--num_epochs=4", "--display_step=2")
+  assert result.returncode == 0, result.stderr[-2000:]
+  lines = [l for l in result.stderr.splitlines() if " validation_loss " in l]
+  assert len(lines) == 2 and " validation_accuracy " in lines[-1]
+  scalars = read_scalars(str(tmp_path))
+  assert sorted(scalars["validation/accuracy"]) == [2, 4]
+  # The validation rows are rows 70 to 99 of the training file: the same
+  # numbers as a model evaluated on them.
+  with open(tmp_path / "run.json") as f:
+    record = json.load(f)
+  assert record["config"]["validation_split"] == "train[70:]"
+  assert record["dataset"]["train_examples"] == 70
+  evaluated = invoke("evaluate", f"--model_dir={tmp_path}", f"--idx_dir={idx}",
+                     "--split=train[70:]", f"--output_json={tmp_path}/e.json")
+  assert evaluated.returncode == 0, evaluated.stderr[-2000:]
+  with open(tmp_path / "e.json") as f:
+    assert json.load(f)["accuracy"] == pytest.approx(
+        scalars["validation/accuracy"][4], abs=1e-6)
+
+
+def test_train_refuses_a_validation_split_that_is_not_held_out(idx, tmp_path):
+  result = invoke("train", f"--idx_dir={idx}", f"--model_dir={tmp_path}/o",
+                  "--train_split=train[:80]", "--validation_split=train[70:]")
+  assert result.returncode == 1
+  (line,) = error_lines(result.stderr)
+  assert "--validation_split='train[70:]' shares 10 rows" in line
+  assert not (tmp_path / "o").exists()

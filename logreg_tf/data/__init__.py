@@ -46,6 +46,33 @@ def split_sizes(spec: DataSpec, storage) -> Dict[str, int]:
   return tfds.split_sizes(spec.dataset, storage.data_dir)
 
 
+def check_held_out(spec: DataSpec, validation_split: str, storage) -> None:
+  """UserError when the validation split shares rows with the train split
+  (by TFDS split syntax over the source's splits)."""
+  from logreg_tf.data import splits
+  sizes = split_sizes(spec, storage)
+  shared = splits.overlap(
+      splits.rows(spec.train_split, sizes, "train_split"),
+      splits.rows(validation_split, sizes, "validation_split"))
+  if shared:
+    raise UserError(
+        f"--validation_split={validation_split!r} shares {shared} rows with "
+        f"--train_split={spec.train_split!r}: a validation split must be held "
+        "out, e.g. --train_split=train[:50000] "
+        "--validation_split=train[50000:]")
+
+
+def load_validation(spec: DataSpec, validation_split: str, storage):
+  """(features, labels) tensors of the validation split, its classes those
+  of `spec`. Read as the training split of a second load beside the same
+  test split, so the readers, the split syntax and the cache stay those of
+  the two-split load."""
+  held_out = load_selected(dataclasses.replace(
+      spec, train_split=validation_split), storage)
+  return (to_features(held_out.train_images),
+          to_labels(held_out.train_labels))
+
+
 def load_selected(spec: DataSpec, storage) -> Dataset:
   """The dataset with `spec`'s classes selected, described in the log."""
   loaded = load(spec, storage)

@@ -16,9 +16,11 @@ TAGS = {
     "test_loss": "test/loss",
     "test_accuracy": "test/accuracy",
 }
-# An exact solver's (solvers/): the same in the line and the events, after
-# the keys above, with the digits a certificate needs.
-SOLVER_TAGS = {
+# Logged when present, after the keys above: --validation_split's scores,
+# and an exact solver's (solvers/) with the digits a certificate needs.
+OPTIONAL_TAGS = {
+    "validation_loss": ("validation/loss", ".4f"),
+    "validation_accuracy": ("validation/accuracy", ".4f"),
     "objective": ("train/objective", ".10f"),
     "gradient_norm": ("train/gradient_norm", ".3e"),
     "suboptimality_bound": ("train/suboptimality_bound", ".3e"),
@@ -31,7 +33,7 @@ HPARAM_METRICS = ("test/accuracy", "test/loss")
 def format_line(epoch: int, num_epochs: int, metrics: Dict[str, float]) -> str:
   width = len(str(num_epochs))
   fields = [f"{k} {metrics[k]:.4f}" for k in TAGS]
-  fields += [f"{k} {metrics[k]:{form}}" for k, (_, form) in SOLVER_TAGS.items()
+  fields += [f"{k} {metrics[k]:{form}}" for k, (_, form) in OPTIONAL_TAGS.items()
              if k in metrics]
   return f"epoch {epoch:>{width}}/{num_epochs}  " + "  ".join(fields)
 
@@ -137,7 +139,7 @@ class Reporter:
     with self._storage_errors(), self._writer.as_default(step=epoch):
       for key, tag in TAGS.items():
         tf.summary.scalar(tag, metrics[key])
-      for key, (tag, _) in SOLVER_TAGS.items():
+      for key, (tag, _) in OPTIONAL_TAGS.items():
         if key in metrics:
           tf.summary.scalar(tag, metrics[key])
       self._writer.flush()
