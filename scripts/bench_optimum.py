@@ -78,12 +78,42 @@ def optimum(train_data, quick=False):
         "seconds": seconds, "iterations": iterations,
         "objective": cert.objective,
         "suboptimality_bound": cert.suboptimality_bound}
+    out["path"] = path_cost(x, y, quick)
     if not quick:
       for name, args in (("SGD, tutorial defaults (l2 0)", []),
                          ("SGD, configs/best.cfg (l2 1e-5)",
                           [f"--flagfile={REPO}/configs/best.cfg"])):
         seconds, record = _command(args, os.path.join(scratch, "sgd"))
         out[name] = {"seconds": seconds, **record}
+  return out
+
+
+def path_cost(x, y, quick=False):
+  """The regularisation path (logreg-sweep's, on the first 50,000 images)
+  against cold solves at its ends and at l2 = 1e-4, in this process, with
+  Newton-CG at the sweep's default tolerance."""
+  import tensorflow as tf
+  from logreg_tf.model import head_for
+  from logreg_tf.solvers import NewtonCG
+  from logreg_tf.solvers.objective import Objective
+  from logreg_tf.solvers.path import parse_grid, solve_path
+  n, grid, tol = (1000, "1e-4:1e-1:5", 1e-6) if quick else (
+      50_000, "1e-7:1e-1:25", 1e-6)
+  objective = Objective(head_for(10), x[:n], tf.constant(y[:n]), 1e-4, True)
+  l2s = parse_grid(grid)
+  start = time.perf_counter()
+  trials = solve_path(objective, 10, l2s, "newton_cg", tol, 1000)
+  out = {"grid": grid, "tol": tol, "examples": n,
+         "path_seconds": time.perf_counter() - start,
+         "path_iterations": sum(t.iterations for t in trials), "cold": {}}
+  for l2 in (l2s[0], 1e-4, l2s[-1]):
+    objective.l2 = l2
+    solver = NewtonCG(tf.zeros([x.shape[1], 10]), True, l2, tol)
+    start = time.perf_counter()
+    while not solver.finished:
+      solver.step(objective)
+    out["cold"][f"{l2:.0e}"] = {"seconds": time.perf_counter() - start,
+                               "iterations": int(solver.iterations)}
   return out
 
 
@@ -116,4 +146,12 @@ def table(r) -> str:
           + (f"{bound:.1e}" if bound is not None else "none (l2 = 0), "
              f"gradient norm {row['gradient_norm']:.1e}")
           + f" | | {row['test_accuracy']:.4f} |")
+  p = r["path"]
+  lines += ["", f"Regularisation path ({p['grid']}, newton_cg, tol "
+            f"{p['tol']:g}, {p['examples']} images): {p['path_seconds']:.1f} s"
+            f", {p['path_iterations']} Newton iterations in all; cold solves: "
+            + ", ".join(f"l2 {k} {v['seconds']:.1f} s ({v['iterations']} it.)"
+                        for k, v in p["cold"].items())
+            + "; path / cold solve at l2 1e-4: "
+            f"{p['path_seconds'] / p['cold']['1e-04']['seconds']:.1f}x"]
   return "\n".join(lines) + "\n"

@@ -61,7 +61,7 @@ def _documented_accuracy(path):
 
 
 @pytest.mark.parametrize("name", ["tutorial", "smoke", "best", "fast",
-                                  "fashion_mnist"])
+                                  "fashion_mnist", "optimum"])
 def test_each_config_reaches_the_accuracy_it_documents(config_runs, name):
   # The figures in configs/ and README were measured on this project's CPU;
   # another CPU's float rounding may move a few of 10,000 test examples.
@@ -69,6 +69,14 @@ def test_each_config_reaches_the_accuracy_it_documents(config_runs, name):
   metrics, _ = config_runs(name)
   assert metrics["test_accuracy"] == pytest.approx(
       _documented_accuracy(path), abs=0.002)
+
+
+def test_each_config_says_how_it_was_chosen():
+  for path in sorted((REPO / "configs").glob("*.cfg")):
+    with open(path) as f:
+      second = f.read().splitlines()[1]
+    assert re.match(r"# (Chosen on (validation|the test split)|Not tuned)",
+                    second), path
 
 
 def test_defaults_reach_the_readme_figure(decoded):

@@ -10,6 +10,7 @@ iterations of a run done in one go, bit for bit.
 import math
 from typing import Dict, Optional
 
+from absl import logging
 import tensorflow as tf
 
 from logreg_tf.errors import NoOptimumError
@@ -19,7 +20,7 @@ from logreg_tf.solvers.objective import DTYPE, Objective, Point, bound_of
 ARMIJO = 1e-4
 # Halvings before a line search gives up: the objective no longer resolves
 # a lower value along the direction (float64's last digits).
-MAX_HALVINGS = 40
+MAX_HALVINGS = 60
 
 
 class Solver:
@@ -91,10 +92,18 @@ class Solver:
 
   def step(self, objective: Objective) -> Point:
     """One iteration; then the stopping rule at the new point."""
-    self.current(objective)
+    point = self.current(objective)
     found = self._iterate(objective)
+    if found is None:  # then steepest descent, before giving up
+      found = self.line_search(objective, -point.grad,
+                               -float(tf.reduce_sum(point.grad ** 2)))
     if found is None:
       self.stalled.assign(True)
+      logging.warning(
+          "%s: no step lowers the objective at iteration %d (float64 cannot "
+          "resolve more progress); stopping with gradient norm %.3e%s",
+          self.name, int(self.iterations) + 1, float(tf.norm(point.grad)),
+          "" if self.l2 <= 0 else f", suboptimality bound {self.bound():.3e}")
     else:
       self._accept(*found)
     self.iterations.assign_add(1)
@@ -113,7 +122,9 @@ class Solver:
     g(W) - f* <= ||grad||^2 / (2 l2) <= tol; with l2 = 0, once the
     gradient's largest component is. With l2 = 0 a point that classifies
     every training example right proves there is no finite optimum: scaling
-    W (and b) up lowers the loss towards 0 without end."""
+    W (and b) up lowers the loss towards 0 without end; such runs go on
+    until it does (or until --max_iter), since their gradient vanishes
+    without an optimum being near."""
     point = self._point
     if self.l2 > 0:
       self.converged.assign(self.bound() <= self.tol)
@@ -125,8 +136,13 @@ class Solver:
           "classes are linearly separable), so with --l2=0 the loss falls "
           "towards 0 as the weights grow without end; add a penalty, e.g. "
           "--l2=1e-4")
-    self.converged.assign(
-        float(tf.reduce_max(tf.abs(point.grad))) <= self.tol)
+    small = float(tf.reduce_max(tf.abs(point.grad))) <= self.tol
+    # A small gradient is not enough without a penalty: on (nearly)
+    # separable classes it shrinks while the weights still want to grow. An
+    # optimum is the least value along every ray, the one through W included.
+    self.converged.assign(small and float(objective.point(
+        2.0 * self.w, self.b if self.b is not None else tf.zeros([0], DTYPE)
+    ).value) >= float(self.value))
 
   def record(self) -> dict:
     """run.json's "optimization" entry."""

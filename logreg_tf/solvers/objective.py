@@ -51,6 +51,19 @@ class Certificate(NamedTuple):
     return self._asdict()
 
 
+def _damped(hessian):
+  """The bias Hessian plus a ridge relative to its dtype: on saturated
+  logits (every p near 0 or 1, as separable classes drive them) it is
+  singular, and the ridge keeps the Newton and Schur steps finite (the line
+  search then decides)."""
+  eps = 1e-12 if hessian.dtype == tf.float64 else 1e-6
+  eye = tf.eye(tf.shape(hessian)[0], dtype=hessian.dtype)
+  # Logits that overflowed (a trial step far too long) give no Hessian: an
+  # identity keeps the solve defined; the line search rejects the point.
+  return tf.where(tf.reduce_all(tf.math.is_finite(hessian)),
+                  hessian + eps * eye, eye)
+
+
 def _mean_loss(head, logits, y):
   return tf.reduce_mean(head.loss(logits, y))
 
@@ -99,7 +112,9 @@ class Objective:
       _, delta = head.loss_and_delta(z + b, y)
       g = tf.reduce_mean(delta, axis=0)
       if_small = tf.reduce_max(tf.abs(g)) < BIAS_TOLERANCE
-      step = -tf.linalg.solve(head.bias_hessian(z + b), g[:, None])[:, 0]
+      step = -tf.linalg.solve(_damped(head.bias_hessian(z + b)),
+                              g[:, None])[:, 0]
+      step = tf.where(tf.math.is_finite(step), step, tf.zeros_like(step))
       slope = tf.reduce_sum(g * step)
 
       def shorter(t, f_t):
@@ -149,7 +164,7 @@ class Objective:
     dz = tf.matmul(x, tf.cast(v, tf.float32))
     if self.use_bias:
       moved = tf.reduce_mean(self.head.curvature(logits, dz), axis=0)
-      db = -tf.linalg.solve(self.head.bias_hessian(logits),
+      db = -tf.linalg.solve(_damped(self.head.bias_hessian(logits)),
                             moved[:, None])[:, 0]
       dz = dz + db
     hv = tf.matmul(self.head.curvature(logits, dz), x, transpose_a=True)
@@ -160,8 +175,12 @@ class Objective:
     """The diagonal of H_WW, (X * X)^T diag(J) / N + l2: the Newton-CG
     preconditioner (in float32: it only has to be close)."""
     j = tf.cast(self.head.curvature_diagonal(logits), tf.float32)
-    d = tf.matmul(j, tf.square(self.x32), transpose_a=True)
-    return tf.cast(tf.transpose(d), DTYPE) / self.n + self._l2
+    d = tf.cast(tf.transpose(tf.matmul(j, tf.square(self.x32),
+                                       transpose_a=True)), DTYPE) / self.n
+    # A pixel that is 0 in every image has no curvature: without a penalty
+    # its entry would be 0 (and its gradient too, 0 / 0); a floor far below
+    # the others keeps the preconditioner positive.
+    return tf.maximum(d + self._l2, 1e-10 * tf.reduce_max(d))
 
   def initial_bias(self, outputs: int):
     return tf.zeros([outputs], DTYPE) if self.use_bias else None
