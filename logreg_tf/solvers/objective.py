@@ -56,7 +56,7 @@ def _damped(hessian):
   logits (every p near 0 or 1, as separable classes drive them) it is
   singular, and the ridge keeps the Newton and Schur steps finite (the line
   search then decides)."""
-  eps = 1e-12 if hessian.dtype == tf.float64 else 1e-6
+  eps = 1e-12 if hessian.dtype == tf.float64 else 1e-8
   eye = tf.eye(tf.shape(hessian)[0], dtype=hessian.dtype)
   # Logits that overflowed (a trial step far too long) give no Hessian: an
   # identity keeps the solve defined; the line search rejects the point.
