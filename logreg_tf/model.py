@@ -116,20 +116,23 @@ class SoftmaxHead(_Head):
     p = tf.nn.softmax(logits)
     return p * (1 - p)
 
-  def bias_hessian(self, logits):
-    """The mean of the examples' Hessians, diag(mean p) - P^T P / N [C, C],
-    plus 1 1^T / C. Adding the same number to every bias changes no
-    probability, so the mean Hessian is singular along 1 = (1, ..., 1);
-    the added term makes it invertible and, since every gradient and Hessian
-    product by the bias is orthogonal to 1, changes no solution of the
-    systems it is used in."""
+  def mean_curvature(self, logits):
+    """The mean of the examples' Hessians by their logits,
+    diag(mean p) - P^T P / N [C, C]."""
     p = tf.nn.softmax(logits)
     n = tf.cast(tf.shape(p)[0], p.dtype)
-    classes = tf.shape(p)[1]
     return (tf.linalg.diag(tf.reduce_sum(p, axis=0) / n)
-            - tf.matmul(p, p, transpose_a=True) / n
-            + tf.ones([classes, classes], p.dtype)
-            / tf.cast(classes, p.dtype))
+            - tf.matmul(p, p, transpose_a=True) / n)
+
+  def bias_hessian(self, logits):
+    """The Hessian by the bias, mean_curvature, plus 1 1^T / C. Adding the
+    same number to every bias changes no probability, so the mean Hessian
+    is singular along 1 = (1, ..., 1); the added term makes it invertible
+    and, since every gradient and Hessian product by the bias is orthogonal
+    to 1, changes no solution of the systems it is used in."""
+    classes = tf.shape(logits)[1]
+    return self.mean_curvature(logits) + tf.ones(
+        [classes, classes], logits.dtype) / tf.cast(classes, logits.dtype)
 
 
 class SigmoidHead(_Head):
@@ -154,9 +157,12 @@ class SigmoidHead(_Head):
     p = tf.sigmoid(logits)
     return p * (1 - p)
 
-  def bias_hessian(self, logits):
-    """The mean second derivative by the bias [1, 1]."""
+  def mean_curvature(self, logits):
+    """The mean second derivative by the logit [1, 1]."""
     return tf.reduce_mean(self.curvature_diagonal(logits), keepdims=True)
+
+  def bias_hessian(self, logits):
+    return self.mean_curvature(logits)
 
 
 def head_for(outputs: int):

@@ -1,6 +1,7 @@
 """Newton-CG: Nocedal & Wright, Numerical Optimization (2nd ed.), Algorithm 7.1
 (line search Newton-CG), its inner solve being preconditioned conjugate
-gradients (Algorithm 5.3) with the diagonal of the Hessian as preconditioner.
+gradients (Algorithm 5.3) with a Kronecker-factored approximation of the
+Hessian as preconditioner (objective.py).
 
 Each inner iteration multiplies by the exact Hessian of g (objective.py: the
 closed form, checked against the NumPy reference and autodiff). The inner
@@ -34,10 +35,10 @@ class NewtonCG(Solver):
     grad = point.grad
     norm = math.sqrt(_dot(grad, grad))
     tolerance = min(0.5, math.sqrt(norm)) * norm
-    diagonal = objective.diagonal(point.logits)
+    precondition = objective.preconditioner(point.logits)
     p = tf.zeros_like(grad)
     r = grad  # the residual H p + grad
-    z = r / diagonal
+    z = precondition(r)
     d = -z
     rz = _dot(r, z)
     for j in range(self.max_inner):
@@ -50,7 +51,7 @@ class NewtonCG(Solver):
       r = r + alpha * hd
       if math.sqrt(_dot(r, r)) <= tolerance:
         break
-      z = r / diagonal
+      z = precondition(r)
       rz, rz_old = _dot(r, z), rz
       d = -z + (rz / rz_old) * d
     return p

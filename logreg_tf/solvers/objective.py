@@ -85,7 +85,7 @@ class Objective:
     self.point = tf.function(self._point, autograph=False)
     self.hessian_product = tf.function(self._hessian_product,
                                        autograph=False)
-    self.diagonal = tf.function(self._diagonal, autograph=False)
+    self._gram = None  # X^T X / N's eigenvalues and vectors, when made
 
   @property
   def l2(self) -> float:
@@ -171,16 +171,26 @@ class Objective:
     return (tf.cast(tf.transpose(hv), DTYPE) / tf.constant(self.n, DTYPE)
             + self._l2 * v)
 
-  def _diagonal(self, logits):
-    """The diagonal of H_WW, (X * X)^T diag(J) / N + l2: the Newton-CG
-    preconditioner (in float32: it only has to be close)."""
-    j = tf.cast(self.head.curvature_diagonal(logits), tf.float32)
-    d = tf.cast(tf.transpose(tf.matmul(j, tf.square(self.x32),
-                                       transpose_a=True)), DTYPE) / self.n
-    # A pixel that is 0 in every image has no curvature: without a penalty
-    # its entry would be 0 (and its gradient too, 0 / 0); a floor far below
-    # the others keeps the preconditioner positive.
-    return tf.maximum(d + self._l2, 1e-10 * tf.reduce_max(d))
+  def gram(self):
+    """The eigendecomposition of X^T X / N (made once: X does not change)."""
+    if self._gram is None:
+      g = tf.matmul(self.x32, self.x32, transpose_a=True) / self.n
+      values, vectors = tf.linalg.eigh(tf.cast(g, DTYPE))
+      self._gram = (tf.maximum(values, 0), vectors)
+    return self._gram
+
+  def preconditioner(self, logits):
+    """M^-1 for Newton-CG, M V = G V A + l2 V: the Hessian of the weights,
+    sum_i x_i x_i^T V J_i / N, with the examples' pixels and curvatures
+    taken as independent (G = X^T X / N, A = mean J_i), the Kronecker
+    factorisation of K-FAC (Martens & Grosse, 2015). It captures how pixels
+    move together, which makes a weak penalty's Hessian ill-conditioned;
+    both factors diagonalise once, so M^-1 costs two small products."""
+    values_g, u = self.gram()
+    values_a, v = tf.linalg.eigh(self.head.mean_curvature(logits))
+    scale = values_g[:, None] * tf.maximum(values_a, 0)[None, :] + self._l2
+    scale = tf.maximum(scale, 1e-10 * tf.reduce_max(scale))
+    return lambda r: u @ ((tf.transpose(u) @ r @ v) / scale) @ tf.transpose(v)
 
   def initial_bias(self, outputs: int):
     return tf.zeros([outputs], DTYPE) if self.use_bias else None
