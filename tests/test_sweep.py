@@ -77,6 +77,25 @@ def test_the_choice_is_the_best_validation_loss_then_refit(idx, swept):
   assert evaluated.returncode == 0, evaluated.stderr[-2000:]
   assert f"accuracy {refit['final_metrics']['test_accuracy']:.4f}" in (
       evaluated.stdout)
+  # export and predict take it too; predict through the export gives the
+  # refit model's probabilities.
+  exported = invoke("export", f"--model_dir={sweep_dir / 'refit'}",
+                    f"--export_dir={sweep_dir / 'export'}")
+  assert exported.returncode == 0, exported.stderr[-2000:]
+  from PIL import Image
+  from logreg_tf import data, metrics
+  from logreg_tf.rundir import trained as trained_lib
+  image = np.arange(784, dtype=np.uint8).reshape(28, 28)
+  Image.fromarray(image).save(sweep_dir / "digit.png")
+  out = sweep_dir / "predicted.json"
+  predicted = invoke("predict", f"--saved_model={sweep_dir / 'export'}",
+                     f"--output_json={out}", str(sweep_dir / "digit.png"))
+  assert predicted.returncode == 0, predicted.stderr[-2000:]
+  (got,) = json.loads(out.read_text())["predictions"]
+  model = trained_lib.load(str(sweep_dir / "refit"))
+  expected = metrics.probabilities(model.model(
+      data.to_features(image.reshape(1, -1))).numpy())[0]
+  assert got["probability"] == pytest.approx(expected.max(), abs=1e-6)
 
 
 def test_it_writes_json_csv_figure_and_tensorboard(swept):
