@@ -61,7 +61,8 @@ def _documented_accuracy(path):
 
 
 @pytest.mark.parametrize("name", ["tutorial", "smoke", "best", "fast",
-                                  "fashion_mnist", "optimum"])
+                                  "fashion_mnist", "optimum",
+                                  "fashion_mnist_optimum"])
 def test_each_config_reaches_the_accuracy_it_documents(config_runs, name):
   # The figures in configs/ and README were measured on this project's CPU;
   # another CPU's float rounding may move a few of 10,000 test examples.
