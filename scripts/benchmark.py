@@ -38,7 +38,7 @@ import bench_process
 import bench_table
 from logreg_tf import data, loop, train
 from logreg_tf.data import cache
-from logreg_tf.config import DataSpec, RunConfig, Storage
+from logreg_tf.config import DataSpec, Storage
 
 _REPEATS = flags.DEFINE_integer("repeats", 3, "Interleaved repeats.")
 _EPOCHS = flags.DEFINE_integer("epochs", 60, "Timed full-batch epochs a run.")
