@@ -193,6 +193,13 @@ class Run:
       if last:
         break
     out.wait()
+    if c.solver != "sgd" and not bool(self.steps.solver.converged):
+      record = self.steps.solver.record()
+      logging.warning(
+          "%s stopped after %d iterations without meeting --tol=%g "
+          "(gradient norm %.3e, suboptimality bound %s): raise --max_iter",
+          c.solver, record["iterations"], c.tol, record["gradient_norm"],
+          record["suboptimality_bound"])
     return metrics
 
   def train(self) -> Dict[str, float]:

@@ -282,3 +282,11 @@ def test_both_solvers_reach_the_optimum_scikit_learn_finds(decoded, classes,
     if outputs > 1:  # softmax biases are defined up to a common constant
       bias = bias - bias.mean() + oracle.intercept_.mean()
     np.testing.assert_allclose(bias, oracle.intercept_, atol=2e-4)
+
+
+def test_a_solver_stopped_by_max_iter_says_so(idx, tmp_path):
+  result, record = _solve(idx, tmp_path, "lbfgs", "--max_iter=2")
+  assert record["optimization"]["converged"] is False
+  assert record["optimization"]["iterations"] == 2
+  assert "lbfgs stopped after 2 iterations without meeting --tol=1e-10" in (
+      result.stderr)
