@@ -194,3 +194,14 @@ def test_train_refuses_a_validation_split_that_is_not_held_out(idx, tmp_path):
   (line,) = error_lines(result.stderr)
   assert "--validation_split='train[70:]' shares 10 rows" in line
   assert not (tmp_path / "o").exists()
+
+
+def test_the_same_sweep_runs_again_in_its_directory(idx, tmp_path):
+  args = [f"--idx_dir={idx}", f"--sweep_dir={tmp_path}", *SPLITS,
+          "--l2=0.01,0.1"]
+  for _ in range(2):
+    result = invoke("sweep", *args)
+    assert result.returncode == 0, result.stderr[-2000:]
+  for trial in (tmp_path / "tensorboard").iterdir():
+    if trial.is_dir():  # one event file per trial, not one per run
+      assert len(list(trial.glob("events.out.tfevents.*"))) == 1, trial

@@ -11,6 +11,7 @@ import dataclasses
 import io
 import json
 import os
+import shutil
 from typing import Dict, List
 
 from absl import logging
@@ -55,6 +56,7 @@ def _tensorboard(root: str, trials: List[dict], png: bytes) -> None:
   that holds the HParams config and the sweep's figure."""
   from tensorboard.plugins.hparams import api as hp
   metrics = TENSORBOARD
+  shutil.rmtree(root, ignore_errors=True)  # the same sweep run again
   with tf.summary.create_file_writer(root).as_default():
     hp.hparams_config(hparams=[hp.HParam("l2", hp.RealInterval(
         min(t["l2"] for t in trials), max(t["l2"] for t in trials)))],
