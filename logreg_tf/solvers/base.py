@@ -61,12 +61,15 @@ class Solver:
   def current(self, objective: Objective) -> Point:
     """The point at W (computed again after a restore: the same bits)."""
     if self._point is None:
-      self._point = objective.point(self.w, self.b if self.b is not None
-                                    else tf.zeros([0], DTYPE))
+      self._point = objective.point(self.w, self._bias_start())
       if not bool(self.started):
         self._accept(self.w, self._point)
         self.started.assign(True)
     return self._point
+
+  def _bias_start(self):
+    """Where the bias search starts: the current bias (none: empty)."""
+    return self.b if self.b is not None else tf.zeros([0], DTYPE)
 
   def _accept(self, w, point: Point) -> None:
     self.w.assign(w)
@@ -83,8 +86,7 @@ class Solver:
     t = 1.0
     for _ in range(MAX_HALVINGS):
       w = self.w + t * direction
-      point = objective.point(w, self.b if self.b is not None
-                              else tf.zeros([0], DTYPE))
+      point = objective.point(w, self._bias_start())
       if float(point.value) <= float(self.value) + ARMIJO * t * slope:
         return w, point
       t /= 2
@@ -141,8 +143,7 @@ class Solver:
     # separable classes it shrinks while the weights still want to grow. An
     # optimum is the least value along every ray, the one through W included.
     self.converged.assign(small and float(objective.point(
-        2.0 * self.w, self.b if self.b is not None else tf.zeros([0], DTYPE)
-    ).value) >= float(self.value))
+        2.0 * self.w, self._bias_start()).value) >= float(self.value))
 
   def record(self) -> dict:
     """run.json's "optimization" entry."""
