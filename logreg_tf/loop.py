@@ -47,7 +47,8 @@ def build(config: RunConfig, info, num_train: int,
     if config.solver != "sgd":
       from logreg_tf.solvers.loop_steps import SolverSteps
       return SolverSteps(config.solver, model, head_for(outputs),
-                         l2=config.l2, tol=config.tol)
+                         l2=config.l2, tol=config.tol,
+                         max_iter=config.max_iter)
     optimizer = sgd(config.learning_rate, config.lr_schedule,
                     total_steps=config.num_epochs * per_epoch)
   kwargs = dict(l2=config.l2, seed=config.seed,
@@ -60,9 +61,10 @@ def build(config: RunConfig, info, num_train: int,
                          **kwargs)
 
 
-def eval_metrics(result: EvalResult, num_test: int) -> Dict[str, float]:
-  return {"test_loss": float(result.loss),
-          "test_accuracy": int(result.correct) / num_test}
+def eval_metrics(result: EvalResult, num_examples: int,
+                 split: str = "test") -> Dict[str, float]:
+  return {f"{split}_loss": float(result.loss),
+          f"{split}_accuracy": int(result.correct) / num_examples}
 
 
 def run_epoch(steps: StepFunctions, tensors, epoch: int, display: bool):
@@ -134,10 +136,8 @@ class Run:
                **test, **(optimization or {})}
     if self.validation is not None:
       x_val, y_val = self.validation
-      scored = eval_metrics(self.steps.eval_step(x_val, y_val),
-                            int(y_val.shape[0]))
-      metrics.update(validation_loss=scored["test_loss"],
-                     validation_accuracy=scored["test_accuracy"])
+      metrics.update(eval_metrics(self.steps.eval_step(x_val, y_val),
+                                  int(y_val.shape[0]), "validation"))
     self.outputs.report(epoch, metrics, events=events)
     return metrics
 
@@ -193,13 +193,6 @@ class Run:
       if last:
         break
     out.wait()
-    if c.solver != "sgd" and not bool(self.steps.solver.converged):
-      record = self.steps.solver.record()
-      logging.warning(
-          "%s stopped after %d iterations without meeting --tol=%g "
-          "(gradient norm %.3e, suboptimality bound %s): raise --max_iter",
-          c.solver, record["iterations"], c.tol, record["gradient_norm"],
-          record["suboptimality_bound"])
     return metrics
 
   def train(self) -> Dict[str, float]:

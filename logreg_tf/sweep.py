@@ -14,13 +14,15 @@ config, so the HParams tab compares them) and the refit run.
 
 import dataclasses
 import json
+import math
 import os
 import time
 import types
-from typing import Tuple
+from typing import List, Tuple
 
 from absl import flags
 from absl import logging
+import numpy as np
 
 from logreg_tf import cli
 from logreg_tf import config as config_lib
@@ -61,10 +63,29 @@ class SweepConfig:
         use_bias=self.use_bias)
 
 
+def parse_grid(text: str) -> List[float]:
+  """'low:high:count' (log-spaced, both ends included) or a comma list."""
+  text = text.strip()
+  try:
+    if ":" in text:
+      low, high, count = text.split(":")
+      low, high, count = float(low), float(high), int(count)
+      if not (0 < low < high and count >= 2):
+        raise ValueError
+      return list(np.geomspace(low, high, count))
+    values = [float(v) for v in text.split(",")]
+  except ValueError:
+    raise UserError("give low:high:count with 0 < low < high and count >= 2 "
+                    "(log-spaced, e.g. 1e-7:1e-1:25), or l2 values joined "
+                    "by commas") from None
+  if not values or any(not (v > 0 and math.isfinite(v)) for v in values):
+    raise UserError("every l2 of a sweep must be a finite number > 0")
+  return sorted(set(values))
+
+
 def define_flags(fv: flags.FlagValues) -> types.SimpleNamespace:
   define = lambda kind, *args, **kw: getattr(flags, f"DEFINE_{kind}")(
       *args, flag_values=fv, **kw)
-  from logreg_tf.solvers.path import parse_grid
   f = types.SimpleNamespace(data=cli.define_data_flags(fv))
   f.train_split = define("string", "train_split", "train[:50000]",
                          "TFDS split the path is solved on.")
@@ -98,7 +119,6 @@ def define_flags(fv: flags.FlagValues) -> types.SimpleNamespace:
 
 
 def config_from_flags(f) -> SweepConfig:
-  from logreg_tf.solvers.path import parse_grid
   return SweepConfig(
       dataset=f.data.dataset.value.strip(),
       train_split=f.train_split.value.strip(),

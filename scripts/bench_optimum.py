@@ -96,7 +96,8 @@ def path_cost(x, y, quick=False):
   from logreg_tf.model import head_for
   from logreg_tf.solvers import NewtonCG
   from logreg_tf.solvers.objective import Objective
-  from logreg_tf.solvers.path import parse_grid, solve_path
+  from logreg_tf.solvers.path import solve_path
+  from logreg_tf.sweep import parse_grid
   n, grid, tol = (1000, "1e-4:1e-1:5", 1e-6) if quick else (
       50_000, "1e-7:1e-1:25", 1e-6)
   objective = Objective(head_for(10), x[:n], tf.constant(y[:n]), 1e-4, True)
@@ -110,8 +111,7 @@ def path_cost(x, y, quick=False):
     objective.l2 = l2
     solver = NewtonCG(tf.zeros([x.shape[1], 10]), True, l2, tol)
     start = time.perf_counter()
-    while not solver.finished:
-      solver.step(objective)
+    solver.solve(objective)
     out["cold"][f"{l2:.0e}"] = {"seconds": time.perf_counter() - start,
                                "iterations": int(solver.iterations)}
   return out

@@ -119,8 +119,7 @@ def test_the_certificate_bounds_the_true_gap(outputs):
   l2 = 0.05
   objective = Objective(head_for(outputs), x, tf.constant(y), l2, True)
   solver = NewtonCG(tf.zeros([x.shape[1], outputs]), True, l2, tol=1e-15)
-  while not solver.finished:
-    solver.step(objective)
+  solver.solve(objective)
   f_star = float(solver.value)
   assert solver.bound() < 1e-13
   rng = np.random.default_rng(2)
@@ -270,8 +269,7 @@ def test_both_solvers_reach_the_optimum_scikit_learn_finds(decoded, classes,
   theirs = objective.certificate(oracle.coef_.T, oracle.intercept_)
   for kind in (LBFGS, NewtonCG):
     solver = kind(tf.zeros([784, outputs]), True, l2, tol=1e-12)
-    while not solver.finished:
-      solver.step(objective)
+    solver.solve(objective)
     assert bool(solver.converged) and solver.bound() <= 1e-12
     ours = float(solver.value)
     # Certified within 1e-12 of f*; the oracle is no lower and within 1e-9.

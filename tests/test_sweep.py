@@ -48,8 +48,7 @@ def test_every_l2_is_solved_to_its_certified_optimum(idx, swept):
   l2 = trials[2]["l2"]
   objective = Objective(head_for(10), x, tf.constant(y), l2, True)
   cold = NewtonCG(tf.zeros([784, 10]), True, l2, tol=1e-12)
-  while not cold.finished:
-    cold.step(objective)
+  cold.solve(objective)
   assert abs(float(cold.value) - trials[2]["objective"]) <= 1e-10
   # Later (weaker) points start near their optimum: fewer iterations.
   assert trials[0]["iterations"] <= trials[-1]["iterations"]

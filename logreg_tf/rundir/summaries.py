@@ -49,7 +49,7 @@ HPARAMS = ("dataset", "train_split", "test_split", "classes", "learning_rate",
 
 def hparam_values(description: dict) -> Dict[str, object]:
   """What the run is, as TensorBoard hparams (scalars and strings only)."""
-  values = {key: description.get(key) for key in HPARAMS}
+  values = {key: description[key] for key in HPARAMS}
   if description["class_indices"] is None:
     values["classes"] = "all"
   else:

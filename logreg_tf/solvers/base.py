@@ -40,7 +40,6 @@ class Solver:
                            else tf.cast(b0, DTYPE), trainable=False)
     self.value = tf.Variable(math.nan, dtype=DTYPE, trainable=False)
     self.grad = tf.Variable(tf.zeros(shape, DTYPE), trainable=False)
-    self.started = tf.Variable(False, trainable=False)
     self.converged = tf.Variable(False, trainable=False)
     self.stalled = tf.Variable(False, trainable=False)
     self._point: Optional[Point] = None  # the current point, when computed
@@ -48,8 +47,7 @@ class Solver:
   def variables(self) -> Dict[str, tf.Variable]:
     """The state, by checkpoint name."""
     out = {"w": self.w, "value": self.value, "grad": self.grad,
-           "started": self.started, "converged": self.converged,
-           "stalled": self.stalled}
+           "converged": self.converged, "stalled": self.stalled}
     if self.b is not None:
       out["b"] = self.b
     return out
@@ -62,9 +60,8 @@ class Solver:
     """The point at W (computed again after a restore: the same bits)."""
     if self._point is None:
       self._point = objective.point(self.w, self._bias_start())
-      if not bool(self.started):
+      if int(self.iterations) == 0:  # a new solver: its state starts here
         self._accept(self.w, self._point)
-        self.started.assign(True)
     return self._point
 
   def _bias_start(self):
@@ -111,6 +108,13 @@ class Solver:
     self.iterations.assign_add(1)
     self.check(objective)
     return self._point
+
+  def solve(self, objective: Objective, max_iter: Optional[int] = None):
+    """Iterates until the stopping rule holds (or `max_iter` iterations)."""
+    while not self.finished and (max_iter is None
+                                 or int(self.iterations) < max_iter):
+      self.step(objective)
+    return self
 
   def _iterate(self, objective: Objective):
     """The solver's own iteration: the new (W, point), or None."""

@@ -9,6 +9,7 @@ figures and checkpoints are the SGD run's.
 
 from typing import Dict
 
+from absl import logging
 import tensorflow as tf
 
 from logreg_tf.solvers import SOLVERS
@@ -19,8 +20,10 @@ from logreg_tf.steps import EpochResult, EvalResult, evaluate
 class SolverSteps:
   """steps.StepFunctions for `--solver=lbfgs|newton_cg`."""
 
-  def __init__(self, name: str, model, head, *, l2: float, tol: float):
+  def __init__(self, name: str, model, head, *, l2: float, tol: float,
+               max_iter: int):
     self.model, self.head, self.l2 = model, head, float(l2)
+    self.max_iter = max_iter
     self.solver = SOLVERS[name](model.kernel, model.bias is not None, l2,
                                 tol)
     self.optimizer = self.solver  # what the loop and checkpoints count
@@ -51,6 +54,12 @@ class SolverSteps:
     if solver.b is not None:
       self.model.bias.assign(tf.cast(solver.b, self.model.bias.dtype))
     record = solver.record()
+    if record["iterations"] >= self.max_iter and not record["converged"]:
+      logging.warning(
+          "%s stopped after %d iterations without meeting --tol=%g "
+          "(gradient norm %.3e, suboptimality bound %s): raise --max_iter",
+          solver.name, record["iterations"], solver.tol,
+          record["gradient_norm"], record["suboptimality_bound"])
     finite = bool(tf.math.is_finite(solver.value)) and bool(
         tf.reduce_all(tf.math.is_finite(solver.w)))
     return EpochResult(tf.cast(solver.value, tf.float32), tf.constant(1),

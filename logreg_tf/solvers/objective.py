@@ -202,8 +202,8 @@ class Objective:
     point = self.point(w, self.initial_bias(w.shape[1]) if b is None
                        else tf.cast(b, DTYPE))
     value = float(point.value)
-    if b is not None and self.use_bias:
-      value = float(_mean_loss(self.head, tf.matmul(self.x, w)
+    if b is not None and self.use_bias:  # f(W, b): the point's X W, b's bias
+      value = float(_mean_loss(self.head, point.logits - point.bias
                                + tf.cast(b, DTYPE), self.y)
                     + self._penalty(w))
     norm = float(tf.norm(point.grad))

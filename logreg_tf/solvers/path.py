@@ -7,14 +7,12 @@ each weaker one starts next to its own optimum, so the path costs a few
 cold solves, not one per point.
 """
 
-import math
 import time
 from typing import List, NamedTuple, Optional
 
 import numpy as np
 import tensorflow as tf
 
-from logreg_tf.errors import UserError
 from logreg_tf.solvers import SOLVERS
 from logreg_tf.solvers.objective import DTYPE, Objective
 
@@ -36,26 +34,6 @@ class Trial(NamedTuple):
             if k not in ("kernel", "bias")}
 
 
-def parse_grid(text: str) -> List[float]:
-  """'low:high:count' (log-spaced, both ends included) or a comma list."""
-  text = text.strip()
-  try:
-    if ":" in text:
-      low, high, count = text.split(":")
-      low, high, count = float(low), float(high), int(count)
-      if not (0 < low < high and count >= 2):
-        raise ValueError
-      return list(np.geomspace(low, high, count))
-    values = [float(v) for v in text.split(",")]
-  except ValueError:
-    raise UserError("give low:high:count with 0 < low < high and count >= 2 "
-                    "(log-spaced, e.g. 1e-7:1e-1:25), or l2 values joined "
-                    "by commas") from None
-  if not values or any(not (v > 0 and math.isfinite(v)) for v in values):
-    raise UserError("every l2 of a sweep must be a finite number > 0")
-  return sorted(set(values))
-
-
 def solve_path(objective: Objective, outputs: int, l2s: List[float],
                solver: str, tol: float, max_iter: int,
                log=lambda trial: None) -> List[Trial]:
@@ -67,9 +45,8 @@ def solve_path(objective: Objective, outputs: int, l2s: List[float],
   for l2 in sorted(l2s, reverse=True):
     start = time.perf_counter()
     objective.l2 = l2
-    run = SOLVERS[solver](w, objective.use_bias, l2, tol, b)
-    while not run.finished and int(run.iterations) < max_iter:
-      run.step(objective)
+    run = SOLVERS[solver](w, objective.use_bias, l2, tol, b).solve(
+        objective, max_iter)
     w = tf.convert_to_tensor(run.w)
     b = None if run.b is None else tf.convert_to_tensor(run.b)
     record = run.record()
