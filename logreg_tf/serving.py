@@ -1,5 +1,10 @@
 """The served model: the functions a SavedModel exports (export.py) and that
-predict.py calls on a checkpoint, so both classify the same way."""
+predict.py and the server call on a checkpoint, so all classify the same way.
+
+Signatures: `serving_default` (uint8 images), `features` (the trainer's
+float features) and `explain` (uint8 images; what only a linear model can
+show: each pixel's contribution x_i * W_ic to the predicted class's logit, and
+that class's template W_c, for the server's page)."""
 
 import os
 
@@ -51,7 +56,36 @@ def served_module(trained):
     def serve_features(self, features_in):
       return self._predict(features_in)
 
+    @tf.function(input_signature=[tf.TensorSpec([None, *shape], tf.uint8,
+                                                name="images")])
+    def explain(self, images):
+      x = tf.cast(tf.reshape(images, [-1, features]), tf.float32) / 255.0
+      out = self._predict(x)
+      ids = out["class_ids"]
+      if binomial:  # class 1 has logit w.x + b; class 0 its negative
+        sign = tf.cast(2 * ids - 1, tf.float32)[:, None]
+        template = sign * tf.transpose(self.kernel)
+        bias = (sign[:, 0] * self.bias[0] if self.bias is not None
+                else tf.zeros_like(sign[:, 0]))
+      else:
+        template = tf.gather(tf.transpose(self.kernel), ids)
+        bias = (tf.gather(self.bias, ids) if self.bias is not None
+                else tf.zeros(tf.shape(ids), tf.float32))
+      return {"class_ids": ids,
+              "class_names": out["class_names"],
+              "probabilities": out["probabilities"],
+              "evidence": tf.reshape(x * template, [-1, *shape]),
+              "template": tf.reshape(template, [-1, *shape]),
+              "bias": bias}
+
   return Served()
+
+
+def signatures(module) -> dict:
+  """The SavedModel's signatures, by TensorFlow Serving's names."""
+  return {"serving_default": module.serve_images,
+          "features": module.serve_features,
+          "explain": module.explain}
 
 
 def version_dir(path: str) -> str:
@@ -69,9 +103,11 @@ def version_dir(path: str) -> str:
   return os.path.join(path, str(max(versions))) if versions else path
 
 
-def export(trained, export_dir: str, overwrite: bool = False) -> str:
-  """Writes the SavedModel; returns EXPORT_DIR/<version>. Nothing is
-  half-written: it goes to a temporary directory renamed into place."""
+def export(trained, export_dir: str, overwrite: bool = False,
+           tflite: bool = False) -> str:
+  """Writes the SavedModel (and with `tflite` the LiteRT file beside it);
+  returns EXPORT_DIR/<version>. Nothing is half-written: it goes to a
+  temporary directory renamed into place."""
   import tensorflow as tf
   version = trained.path.rsplit("-", 1)[-1]
   version = version if version.isdigit() else "1"
@@ -82,9 +118,23 @@ def export(trained, export_dir: str, overwrite: bool = False) -> str:
   module = served_module(trained)
   with durable.replacing(target) as tmp:
     try:
-      tf.saved_model.save(module, tmp, signatures={
-          "serving_default": module.serve_images,
-          "features": module.serve_features})
+      tf.saved_model.save(module, tmp, signatures=signatures(module))
+      if tflite:
+        _write_tflite(tmp)
     except tf.errors.OpError as e:
       raise StorageError(f"cannot write {target}: {reason(e)}") from e
   return target
+
+
+TFLITE_NAME = "model.tflite"
+
+
+def _write_tflite(saved_model_dir: str) -> None:
+  """The `serving_default` signature as a LiteRT flat buffer, in the version
+  directory beside saved_model.pb (written before the directory is renamed
+  into place, so both appear together or neither)."""
+  import tensorflow as tf
+  converter = tf.lite.TFLiteConverter.from_saved_model(
+      saved_model_dir, signature_keys=["serving_default"])
+  with open(os.path.join(saved_model_dir, TFLITE_NAME), "wb") as f:
+    f.write(converter.convert())

@@ -11,9 +11,17 @@ def read(path: str) -> np.ndarray:
   """PNG, JPEG, GIF (first frame) or BMP as uint8 [h, w, channels]."""
   try:
     raw = tf.io.read_file(path)
-    image = tf.io.decode_image(raw, expand_animations=False)
   except (tf.errors.OpError, OSError) as e:
-    raise DataError(f"{path}: not an image this command reads (PNG, JPEG, "
+    raise DataError(f"{path}: cannot be read: {reason(e)}") from e
+  return decode(raw, path)
+
+
+def decode(raw, name: str = "the image") -> np.ndarray:
+  """An image file's bytes as uint8 [h, w, channels]."""
+  try:
+    image = tf.io.decode_image(raw, expand_animations=False)
+  except (tf.errors.OpError, ValueError) as e:
+    raise DataError(f"{name}: not an image this command reads (PNG, JPEG, "
                     f"GIF, BMP): {reason(e)}") from e
   return image.numpy()
 
