@@ -4,7 +4,8 @@ predict.py and the server call on a checkpoint, so all classify the same way.
 Signatures: `serving_default` (uint8 images), `features` (the trainer's
 float features) and `explain` (uint8 images; what only a linear model can
 show: each pixel's contribution x_i * W_ic to the predicted class's logit, and
-that class's template W_c, for the server's page)."""
+that class's template W_c, its bias, and every class's name, for the server's
+page)."""
 
 import os
 
@@ -71,8 +72,10 @@ def served_module(trained):
         template = tf.gather(tf.transpose(self.kernel), ids)
         bias = (tf.gather(self.bias, ids) if self.bias is not None
                 else tf.zeros(tf.shape(ids), tf.float32))
+      batch = tf.shape(ids)[0]
       return {"class_ids": ids,
               "class_names": out["class_names"],
+              "all_class_names": tf.tile(self.class_names[None], [batch, 1]),
               "probabilities": out["probabilities"],
               "evidence": tf.reshape(x * template, [-1, *shape]),
               "template": tf.reshape(template, [-1, *shape]),

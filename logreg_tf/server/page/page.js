@@ -59,7 +59,8 @@ function diverging(image) {
 }
 
 function showPrediction(p, input) {
-  const probabilities = p.probabilities, names = p.class_names;
+  const probabilities = p.probabilities;
+  const names = p.all_class_names || probabilities.map((_, k) => String(k));
   const top = p.class_ids;
   const predicted = $("predicted");
   predicted.textContent = names[top];
@@ -113,6 +114,7 @@ async function classify(blob) {
 }
 
 function classifyPad() {
+  $("predicted").dataset.state = "working";
   pad.toBlob((blob) => classify(blob), "image/png");
 }
 
@@ -134,6 +136,7 @@ for (const end of ["pointerup", "pointercancel"]) {
 
 async function showFile(file) {
   if (!file) return;
+  $("predicted").dataset.state = "working";
   try {
     const bitmap = await createImageBitmap(file);
     clearPad();
