@@ -35,6 +35,7 @@ import bench_distribute
 import bench_epoch
 import bench_optimum
 import bench_process
+import bench_serve
 import bench_table
 from logreg_tf import data, loop, train
 from logreg_tf.data import cache
@@ -53,13 +54,14 @@ _PLAIN_STEPS = flags.DEFINE_integer(
     "full-batch steps (lr 0.5), then one evaluation, as a whole process.")
 _SECTIONS = flags.DEFINE_list(
     "sections", ["targets", "itemized", "whole_command", "predict",
-                 "distribute", "optimum"],
+                 "distribute", "optimum", "serve"],
     "What to measure: targets (1-5 and the checkpoint save), itemized (one "
     "displayed epoch, part by part), whole_command (per step as whole "
     "processes), predict (images per second on 10,000 PNGs), distribute "
     "(2 workers against one process, mirrored against one device), optimum "
     "(the exact solvers against scikit-learn; SGD's distance to the "
-    "optimum).")
+    "optimum), serve (logreg-serve under 8 clients: single digits and "
+    "batches of 100).")
 _IDX_DIR = flags.DEFINE_string("bench_idx_dir", None, "IDX files instead of "
                                "TFDS (TFDS_DATA_DIR) for the data.")
 _QUICK = flags.DEFINE_bool(
@@ -228,6 +230,8 @@ def main(argv):
           budget.warm, mnist=budget.distribute_mnist)},
       "optimum": {"optimum": lambda: bench_optimum.optimum(
           (tensors[0].numpy(), tensors[1].numpy()), quick)},
+      "serve": {"serve": lambda: bench_serve.serve_load(
+          _mnist().test_images, train_smoke, quick)},
   }
   results["itemized_epochs"] = epochs
   for section in _SECTIONS.value:
@@ -240,6 +244,8 @@ def main(argv):
     text += "\n" + bench_distribute.table(results["distribute"])
   if "optimum" in results:
     text += "\n" + bench_optimum.table(results["optimum"])
+  if "serve" in results:
+    text += "\n" + bench_serve.table(results["serve"], results.get("predict"))
   print(text)
   os.makedirs(os.path.dirname(os.path.abspath(_JSON.value)), exist_ok=True)
   with open(_JSON.value, "w") as f:

@@ -4,8 +4,9 @@ Trains configs/best.cfg for 10 epochs, displayed every epoch, into
 runs/screenshots (with --fresh), copies its
 figures, starts TensorBoard on 127.0.0.1 on a free port and takes headless
 Chromium screenshots of its scalars, images and HParams pages, then stops
-it. Needs Debian's `chromium` package; without it, says so and exits 0 (it
-is not part of CI). Look at every screenshot before committing it.
+it; then exports the run, serves it and draws a 3 on the server's page
+(docs/serve-page.png). Needs Debian's `chromium` (and `chromium-driver` for
+the page); without it, says so and exits 0 (it is not part of CI). Look at every screenshot before committing it.
 """
 
 import os
@@ -77,6 +78,44 @@ def main():
   finally:
     board.terminate()
     board.wait(timeout=30)
+  serve_page()
+
+
+# A 3 in two strokes, in the pad's [0, 1] coordinates.
+THREE = [[(0.3, 0.22), (0.5, 0.15), (0.68, 0.25), (0.62, 0.42), (0.45, 0.48)],
+         [(0.45, 0.48), (0.68, 0.58), (0.7, 0.75), (0.5, 0.85), (0.3, 0.78)]]
+
+
+def serve_page():
+  """The server's page with a 3 drawn on it: docs/serve-page.png."""
+  from logreg_tf.server import browser as page_browser
+  missing = page_browser.available()
+  if missing:
+    print(f"page screenshot skipped: {missing}")
+    return
+  export = os.path.join(REPO, "runs", "screenshots-export", "mnist")
+  shutil.rmtree(os.path.dirname(export), ignore_errors=True)
+  subprocess.run([sys.executable, "-m", "logreg_tf.export",
+                  f"--model_dir={RUN}", f"--export_dir={export}"], cwd=REPO,
+                 check=True, capture_output=True)
+  server = subprocess.Popen(
+      [sys.executable, "-m", "logreg_tf.serve", f"--saved_model={export}",
+       "--port=0"], cwd=REPO, stdout=subprocess.PIPE,
+      stderr=subprocess.DEVNULL, text=True)
+  driver = None
+  try:
+    url = server.stdout.readline().split(" at ")[1].split(" ")[0]
+    driver = page_browser.start(1150, 1000)
+    driver.get(url)
+    page_browser.draw(driver, THREE)
+    out = os.path.join(DOCS, "serve-page.png")
+    driver.save_screenshot(out)
+    print(f"wrote {out}")
+  finally:
+    if driver is not None:
+      driver.quit()
+    server.terminate()
+    server.wait(timeout=30)
 
 
 if __name__ == "__main__":
