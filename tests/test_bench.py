@@ -25,12 +25,17 @@ def test_the_quick_benchmark_runs_every_section(shared_tfds_dir, tmp_path):
   assert results["quick"] is True
   for section in ("target_1", "target_2", "target_3", "target_4", "target_5",
                   "checkpoint_save", "itemized", "whole_command", "predict",
-                  "distribute", "optimum"):
+                  "distribute", "optimum", "serve"):
     assert section in results, section
   # The loop's own epochs were timed (the Run built as the command builds it).
   assert results["itemized"]["whole displayed epoch in the loop"]["median"] > 0
   assert results["target_4"]["status"] == 0
   assert "logreg_tf" in results["table"]
+  # The server answered every request of the 8 clients, then drained.
+  for kind in ("single digits", "batches of 100"):
+    assert results["serve"][kind]["failed"] == 0
+    assert results["serve"][kind]["requests_per_second"] > 0
+  assert results["serve"]["exit status on SIGTERM"] == 0
   # The exact solvers reached the optimum scikit-learn's lbfgs finds.
   optimum = results["optimum"]
   for solver in ("lbfgs", "newton_cg"):
