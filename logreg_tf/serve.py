@@ -92,7 +92,7 @@ def main(f, argv) -> int:
   del argv
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
   from logreg_tf.errors import UserError
-  from logreg_tf.server.app import Server
+  from logreg_tf.server.running import Server
   models = open_models(f.saved_model.value, f.model_dir.value,
                        f.model_name.value)
   server = Server(models, settings_from_flags(f))

@@ -18,7 +18,8 @@ class Running:
 
   def __init__(self, saved_model=None, model_dir=None, **settings):
     from logreg_tf.serve import open_models
-    from logreg_tf.server.app import Server, Settings
+    from logreg_tf.server.app import Settings
+    from logreg_tf.server.running import Server
     self.models = open_models(saved_model, model_dir)
     self.loop = asyncio.new_event_loop()
     self.server = Server(self.models, Settings(port=0, **settings))

@@ -1,5 +1,4 @@
-"""The aiohttp application: TensorFlow Serving's REST routes, the page, and
-a server that drains in-flight requests on SIGTERM/SIGINT.
+"""The aiohttp application: TensorFlow Serving's REST routes and the page.
 
 Every error is one JSON object {"error": "..."} with TensorFlow Serving's
 status: 400 a request it refuses, 404 an unknown model, version or path,
@@ -11,14 +10,9 @@ answering (and timing out idle connections) while a large batch is scored.
 import asyncio
 import concurrent.futures
 import dataclasses
-import gc
 import html
 import json
 import os
-import signal
-from typing import Optional
-
-from absl import logging
 from aiohttp import web
 
 from logreg_tf.errors import DataError
@@ -164,54 +158,3 @@ def make_app(models: Models, settings: Settings) -> web.Application:
     app[_POOL].shutdown(wait=True)
   app.on_cleanup.append(close_pool)
   return app
-
-
-class Server:
-  """The app on a socket; `start`, then `serve_until_signal` or `stop`."""
-
-  def __init__(self, models: Models, settings: Settings):
-    self.models, self.settings = models, settings
-    self.runner: Optional[web.AppRunner] = None
-    self.port: Optional[int] = None
-
-  async def start(self) -> None:
-    s = self.settings
-    self.runner = web.AppRunner(
-        make_app(self.models, s), handle_signals=False, access_log=None,
-        keepalive_timeout=s.idle_timeout, shutdown_timeout=s.drain_seconds)
-    await self.runner.setup()
-    site = web.TCPSite(self.runner, s.host, s.port, reuse_address=True)
-    await site.start()
-    # TensorFlow and the model are millions of long-lived objects: moved out
-    # of the collector's reach, the collections that parsing a batch's JSON
-    # triggers take microseconds instead of about 0.2 s each.
-    gc.freeze()
-    self.port = site._server.sockets[0].getsockname()[1]  # pylint: disable=protected-access
-    self._poller = asyncio.ensure_future(self._poll())
-
-  async def _poll(self) -> None:
-    if not self.settings.poll_seconds:
-      return
-    loop = asyncio.get_running_loop()
-    while True:
-      await asyncio.sleep(self.settings.poll_seconds)
-      await loop.run_in_executor(None, self.models.refresh)
-
-  async def stop(self) -> None:
-    """Stops accepting, lets in-flight requests finish (at most
-    drain_seconds), closes."""
-    self._poller.cancel()
-    await self.runner.cleanup()
-
-  async def serve_until_signal(self) -> str:
-    loop = asyncio.get_running_loop()
-    stopping = asyncio.Event()
-    got = []
-    for sig in (signal.SIGTERM, signal.SIGINT):
-      loop.add_signal_handler(sig, lambda sig=sig: (got.append(sig.name),
-                                                    stopping.set()))
-    await stopping.wait()
-    logging.info("%s: draining in-flight requests (at most %.0f s)", got[0],
-                 self.settings.drain_seconds)
-    await self.stop()
-    return got[0]
