@@ -20,12 +20,18 @@ the first term the bias's own gap, computed. The exact solvers keep b = b*(W),
 so for them the first term is zero. With l2 = 0 there is no such bound.
 
 Everything here runs in float64: the bound wants gradients accurate to 1e-7,
-past what float32 sums of 60,000 products give.
+past what float32 sums of 60,000 products give. X itself stays float32 (its
+pixels k/255 lose nothing): the float64 products cast it row block by row
+block (steps.row_blocks, blocks sized by blocks.block_rows), so no float64
+copy of X, twice its size, is ever made.
 """
 
 from typing import NamedTuple, Optional
 
 import tensorflow as tf
+
+from logreg_tf.blocks import block_rows
+from logreg_tf.steps import row_blocks
 
 DTYPE = tf.float64
 # The bias search ends when every bias derivative is below this: it moves
@@ -77,10 +83,11 @@ class Objective:
     # A variable, so that a regularisation path changes it without tracing
     # the functions again.
     self._l2 = tf.Variable(float(l2), dtype=DTYPE, trainable=False)
-    self.x = tf.cast(x, DTYPE)
     self.x32 = tf.cast(x, tf.float32)  # x itself when it is float32
     self.y = y
-    self.n = int(x.shape[0])
+    self.n, self.features = int(x.shape[0]), int(x.shape[1])
+    # Float64 row blocks of X, made one at a time while in the cache.
+    self._rows = block_rows(self.features, bytes_per_value=8)
     self.bias_iterations = bias_iterations
     self.point = tf.function(self._point, autograph=False)
     self.hessian_product = tf.function(self._hessian_product,
@@ -135,15 +142,44 @@ class Objective:
         newton_step, (tf.constant(0), b, loss(b), tf.constant(False)))
     return b
 
+  def _by_blocks(self, fn, initial):
+    """fn(state, start, X[start:start + rows] in float64) over X's row
+    blocks, one after the other (a loop, so that one float64 block exists
+    at a time); one block on a GPU."""
+    rows = self._rows or self.n
+    count = -(-self.n // rows)
+
+    def body(i, state):
+      start = i * rows
+      xb = tf.cast(self.x32[start:start + rows], DTYPE)
+      return i + 1, fn(state, start, xb)
+    return tf.while_loop(lambda i, _: i < count, body,
+                         (tf.constant(0), initial))[1]
+
+  def _logits(self, w):
+    """X W in float64."""
+    z = tf.TensorArray(DTYPE, size=-(-self.n // (self._rows or self.n)),
+                       infer_shape=False)
+    z = self._by_blocks(lambda z, start, xb: z.write(
+        start // (self._rows or self.n), tf.matmul(xb, w)), z)
+    return tf.ensure_shape(z.concat(), [self.n, w.shape[1]])
+
+  def _transposed_product(self, delta):
+    """delta^T X in float64 [K, D], a block of rows at a time."""
+    return self._by_blocks(
+        lambda total, start, xb: total + tf.matmul(
+            delta[start:start + tf.shape(xb)[0]], xb, transpose_a=True),
+        tf.zeros([delta.shape[1], self.features], DTYPE))
+
   def _point(self, w, b) -> Point:
     """g(W) and its gradient; `b` is where the bias search starts."""
-    z = tf.matmul(self.x, w)
+    z = self._logits(w)
     if self.use_bias:
       b = self.refit_bias(z, b)
       z = z + b
     losses, delta = self.head.loss_and_delta(z, self.y)
     n = tf.constant(self.n, DTYPE)
-    grad = tf.transpose(tf.matmul(delta, self.x, transpose_a=True)) / n
+    grad = tf.transpose(self._transposed_product(delta)) / n
     correct = tf.reduce_sum(tf.cast(
         tf.equal(self.head.predict(z), tf.cast(self.y, tf.int64)), tf.int64))
     return Point(tf.reduce_mean(losses) + self._penalty(w),

@@ -39,7 +39,7 @@ def solve_path(objective: Objective, outputs: int, l2s: List[float],
                log=lambda trial: None) -> List[Trial]:
   """One solve per l2 (strongest first), warm-started; the trials in the
   order of `l2s`."""
-  w = tf.zeros([int(objective.x.shape[1]), outputs], DTYPE)
+  w = tf.zeros([objective.features, outputs], DTYPE)
   b = None
   trials = {}
   for l2 in sorted(l2s, reverse=True):
