@@ -8,6 +8,7 @@ that class's template W_c, its bias, and every class's name, for the server's
 page)."""
 
 import os
+from typing import Optional
 
 from logreg_tf.errors import StorageError, UserError, reason
 from logreg_tf.rundir import durable
@@ -45,11 +46,14 @@ def served_module(trained):
               "class_names": tf.gather(self.class_names, ids),
               "probabilities": probabilities}
 
+    @staticmethod
+    def _scaled(images):
+      return tf.cast(tf.reshape(images, [-1, features]), tf.float32) / 255.0
+
     @tf.function(input_signature=[tf.TensorSpec([None, *shape], tf.uint8,
                                                 name="images")])
     def serve_images(self, images):
-      x = tf.cast(tf.reshape(images, [-1, features]), tf.float32) / 255.0
-      return self._predict(x)
+      return self._predict(self._scaled(images))
 
     @tf.function(input_signature=[tf.TensorSpec([None, features],
                                                 tf.float32,
@@ -60,7 +64,7 @@ def served_module(trained):
     @tf.function(input_signature=[tf.TensorSpec([None, *shape], tf.uint8,
                                                 name="images")])
     def explain(self, images):
-      x = tf.cast(tf.reshape(images, [-1, features]), tf.float32) / 255.0
+      x = self._scaled(images)
       out = self._predict(x)
       ids = out["class_ids"]
       if binomial:  # class 1 has logit w.x + b; class 0 its negative
@@ -91,19 +95,24 @@ def signatures(module) -> dict:
           "explain": module.explain}
 
 
+def newest_version(base: str) -> Optional[str]:
+  """The newest numeric version directory of EXPORT_DIR that holds a
+  SavedModel (TensorFlow Serving's --model_base_path), or None."""
+  try:
+    versions = [int(v) for v in os.listdir(base) if v.isdigit() and
+                os.path.isfile(os.path.join(base, v, "saved_model.pb"))]
+  except OSError:
+    return None
+  return os.path.join(base, str(max(versions))) if versions else None
+
+
 def version_dir(path: str) -> str:
   """The SavedModel to load from `path`: `path` itself when it holds one
-  (EXPORT_DIR/<version>), else its newest numeric version (EXPORT_DIR, as
-  TensorFlow Serving's --model_base_path); `path` when it has neither, so
-  that loading it names the problem."""
+  (EXPORT_DIR/<version>), else its newest version (EXPORT_DIR); `path` when
+  it has neither, so that loading it names the problem."""
   if os.path.isfile(os.path.join(path, "saved_model.pb")):
     return path
-  try:
-    versions = [int(v) for v in os.listdir(path) if v.isdigit() and
-                os.path.isfile(os.path.join(path, v, "saved_model.pb"))]
-  except OSError:
-    return path
-  return os.path.join(path, str(max(versions))) if versions else path
+  return newest_version(path) or path
 
 
 def export(trained, export_dir: str, overwrite: bool = False,
@@ -112,9 +121,9 @@ def export(trained, export_dir: str, overwrite: bool = False,
   returns EXPORT_DIR/<version>. Nothing is half-written: it goes to a
   temporary directory renamed into place."""
   import tensorflow as tf
-  version = trained.path.rsplit("-", 1)[-1]
-  version = version if version.isdigit() else "1"
-  target = os.path.join(export_dir, version)
+  from logreg_tf.rundir.files import number
+  version = number(trained.path)  # the checkpoint's epoch
+  target = os.path.join(export_dir, str(version if version >= 0 else 1))
   if os.path.exists(target) and not overwrite:
     raise UserError(f"{target} exists; pass --overwrite to replace it, or "
                     "use another --export_dir")

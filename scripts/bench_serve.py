@@ -18,6 +18,9 @@ import time
 
 import numpy as np
 
+from logreg_tf import serving
+from logreg_tf.rundir import trained
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CLIENTS = 8
 
@@ -56,9 +59,7 @@ def serve_load(test_images, train_smoke, quick=False):
   with tempfile.TemporaryDirectory() as tmp:
     train_smoke(os.path.join(tmp, "run"))
     export = os.path.join(tmp, "mnist")
-    subprocess.run([sys.executable, "-m", "logreg_tf.export",
-                    f"--model_dir={tmp}/run", f"--export_dir={export}"],
-                   cwd=REPO, check=True, capture_output=True)
+    serving.export(trained.load(os.path.join(tmp, "run")), export)
     proc = subprocess.Popen(
         [sys.executable, "-m", "logreg_tf.serve", f"--saved_model={export}",
          "--port=0", "--poll_seconds=0"], cwd=REPO, stdout=subprocess.PIPE,

@@ -47,7 +47,8 @@ def check_state_file(directory: str) -> None:
                   "and looking for checkpoints on disk", path, problem, aside)
 
 
-def _number(prefix: str) -> int:
+def number(prefix: str) -> int:
+  """A checkpoint prefix's number (ckpt-12 -> 12; -1 without one)."""
   match = _NUMBER.search(prefix)
   return int(match.group(1)) if match else -1
 
@@ -65,7 +66,7 @@ def candidates(directory: str) -> List[str]:
       found.add(path if os.path.isabs(path) else os.path.join(directory, path))
   for index in glob.glob(os.path.join(directory, f"{PREFIX}-*.index")):
     found.add(index[:-len(".index")])
-  return sorted((p for p in found if _number(p) >= 0), key=_number,
+  return sorted((p for p in found if number(p) >= 0), key=number,
                 reverse=True)
 
 

@@ -117,17 +117,17 @@ def _json_value(array: np.ndarray):
 
 
 def answer(outputs: dict, row: bool) -> dict:
-  """TensorFlow Serving's answer for the outputs of one call."""
-  if row:
-    values = {k: _json_value(v) for k, v in outputs.items()}
-    n = len(next(iter(values.values())))
-    if len(values) == 1:
-      return {"predictions": next(iter(values.values()))}
-    return {"predictions": [{k: v[i] for k, v in values.items()}
-                            for i in range(n)]}
+  """TensorFlow Serving's answer for the outputs of one call: one output is
+  given bare, several by name."""
   values = {k: _json_value(v) for k, v in outputs.items()}
-  return {"outputs": next(iter(values.values())) if len(values) == 1
-          else values}
+  only = next(iter(values.values())) if len(values) == 1 else None
+  if not row:
+    return {"outputs": values if only is None else only}
+  if only is not None:
+    return {"predictions": only}
+  n = len(next(iter(values.values())))
+  return {"predictions": [{k: v[i] for k, v in values.items()}
+                          for i in range(n)]}
 
 
 def _tensor_info(spec, name: str) -> dict:

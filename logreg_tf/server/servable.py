@@ -11,7 +11,6 @@ a request keeps the version it started with, so none is dropped.
 
 import dataclasses
 import os
-import threading
 from typing import Callable, Dict, Optional
 
 from absl import logging
@@ -76,11 +75,6 @@ def tf_spec(tensor):
   return tf.TensorSpec(tensor.shape, tensor.dtype)
 
 
-def _number(name: str) -> int:
-  tail = name.rsplit("-", 1)[-1]
-  return int(tail) if tail.isdigit() else -1
-
-
 class Source:
   """Where versions come from: --saved_model (a base directory or one
   version) or --model_dir (a training run; its checkpoint numbers are the
@@ -100,24 +94,19 @@ class Source:
     if self.fixed:
       return self.saved_model
     if self.saved_model:
-      try:
-        names = os.listdir(self.saved_model)
-      except OSError:
-        return None
-      versions = [int(n) for n in names if n.isdigit() and os.path.isfile(
-          os.path.join(self.saved_model, n, "saved_model.pb"))]
-      return (os.path.join(self.saved_model, str(max(versions)))
-              if versions else None)
+      from logreg_tf.serving import newest_version
+      return newest_version(self.saved_model)
     from logreg_tf.rundir import files as ckpt_files
     from logreg_tf.rundir.workdir import ModelDir
     found = ckpt_files.candidates(ModelDir(self.model_dir).checkpoints)
     return found[0] if found else None
 
   def load(self, path: str) -> Servable:
-    version = _number(os.path.basename(os.path.normpath(path)))
     if self.saved_model:
-      return _from_saved_model(path, max(version, 1))
-    return _from_checkpoint(path, version)
+      name = os.path.basename(os.path.normpath(path))
+      return _from_saved_model(path, int(name) if name.isdigit() else 1)
+    from logreg_tf.rundir.files import number
+    return _from_checkpoint(path, number(path))
 
   def first(self) -> Servable:
     """The version to start with; UserError in one line when none loads."""
@@ -145,7 +134,6 @@ class Models:
     self.name, self.source = name, source
     self._servable = servable
     self._failed = set()  # paths that did not load (warned once)
-    self._lock = threading.Lock()
 
   @property
   def current(self) -> Servable:
@@ -163,22 +151,21 @@ class Models:
 
   def refresh(self) -> bool:
     """Loads the newest version if it is not the one served; True when it
-    swapped. A version that fails to load is warned about once and left."""
+    swapped. A version that fails to load is warned about once and left.
+    One caller at a time (the server's poller)."""
     if self.source.fixed:
       return False
-    with self._lock:
-      path = self.source.newest()
-      if path is None or path == self._servable.path or path in self._failed:
-        return False
-      try:
-        servable = self.source.load(path)
-      except Exception as e:  # pylint: disable=broad-except
-        self._failed.add(path)
-        logging.warning("not serving %s: it cannot be loaded (%s); still "
-                        "serving version %d", path, e, self._servable.version)
-        return False
-      old = self._servable
-      self._servable = servable
-      logging.info("serving %s version %d (was %d)", self.name,
-                   servable.version, old.version)
-      return True
+    path = self.source.newest()
+    if path is None or path == self._servable.path or path in self._failed:
+      return False
+    try:
+      servable = self.source.load(path)
+    except Exception as e:  # pylint: disable=broad-except
+      self._failed.add(path)
+      logging.warning("not serving %s: it cannot be loaded (%s); still "
+                      "serving version %d", path, e, self._servable.version)
+      return False
+    old, self._servable = self._servable, servable
+    logging.info("serving %s version %d (was %d)", self.name,
+                 servable.version, old.version)
+    return True
