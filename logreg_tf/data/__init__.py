@@ -40,8 +40,7 @@ def split_sizes(spec: DataSpec, storage) -> Dict[str, int]:
   """Examples per split of the source (IDX: train and test)."""
   if storage.idx_dir:
     from logreg_tf.data import idx
-    return {split: len(idx.load_split(storage.idx_dir, split)[1])
-            for split in idx.FILES}
+    return idx.split_sizes(storage.idx_dir)
   from logreg_tf.data import tfds
   return tfds.split_sizes(spec.dataset, storage.data_dir)
 

@@ -84,6 +84,12 @@ def load_split(idx_dir: str, split: str):
   return images, labels, labels_path
 
 
+def split_sizes(idx_dir: str):
+  """Examples per file split (train, test), from the label files alone."""
+  return {split: len(read_idx(find_file(idx_dir, labels), 1))
+          for split, (_, labels) in FILES.items()}
+
+
 def _select(files, split: str, flag: str):
   """The rows of `split` (TFDS split syntax over the files' splits train and
   test, e.g. train[:50000]) as (images, labels, labels' path)."""
