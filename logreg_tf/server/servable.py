@@ -55,10 +55,12 @@ def _from_saved_model(path: str, version: int) -> Servable:
   return Servable(version, path, signatures, loaded)
 
 
-def _from_checkpoint(path: str, version: int) -> Servable:
+def _from_trained(trained) -> Servable:
+  """A checkpoint's model (rundir.trained) through the export's functions;
+  its version is the checkpoint's number."""
   from logreg_tf import serving
-  from logreg_tf.rundir import trained as trained_lib
-  module = serving.served_module(trained_lib.load(checkpoint=path))
+  from logreg_tf.rundir.files import number
+  module = serving.served_module(trained)
   signatures = {}
   for name, fn in serving.signatures(module).items():
     concrete = fn.get_concrete_function()
@@ -67,7 +69,7 @@ def _from_checkpoint(path: str, version: int) -> Servable:
     signatures[name] = Signature(
         spec.name, spec, outputs,
         lambda a, fn=fn: {n: t.numpy() for n, t in fn(a).items()})
-  return Servable(version, path, signatures, module)
+  return Servable(number(trained.path), trained.path, signatures, module)
 
 
 def tf_spec(tensor):
@@ -105,18 +107,19 @@ class Source:
     if self.saved_model:
       name = os.path.basename(os.path.normpath(path))
       return _from_saved_model(path, int(name) if name.isdigit() else 1)
-    from logreg_tf.rundir.files import number
-    return _from_checkpoint(path, number(path))
+    from logreg_tf.rundir import trained as trained_lib
+    return _from_trained(trained_lib.load(checkpoint=path))
 
   def first(self) -> Servable:
     """The version to start with; UserError in one line when none loads."""
+    if self.model_dir:  # its newest intact checkpoint, as evaluate reads it
+      from logreg_tf.rundir import trained as trained_lib
+      return _from_trained(trained_lib.load(self.model_dir))
     path = self.newest()
     if path is None:
-      where = (f"--saved_model={self.saved_model!r} holds no SavedModel "
-               "(neither saved_model.pb nor numeric version directories "
-               "with one)" if self.saved_model else
-               f"--model_dir={self.model_dir!r} holds no checkpoint")
-      raise UserError(f"{where}; export or train first")
+      raise UserError(f"--saved_model={self.saved_model!r} holds no "
+                      "SavedModel (neither saved_model.pb nor numeric version "
+                      "directories with one); export first")
     try:
       return self.load(path)
     except UserError:
