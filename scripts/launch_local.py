@@ -57,7 +57,15 @@ def exit_status(codes: List[int]) -> int:
   return max((128 - c if c < 0 else c) for c in codes)
 
 
-def main(argv=None) -> int:
+def _start(command: List[str], env: dict) -> subprocess.Popen:
+  """A worker process, its stdout and stderr into one pipe."""
+  return subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+
+def main(argv=None, start=_start) -> int:
+  """`start(command, env)` starts one worker and returns it as
+  subprocess.Popen would (the tests fork theirs, see tests/zygote.py)."""
   parser = argparse.ArgumentParser(
       description=__doc__.split("\n\n")[0],
       usage="%(prog)s --workers=N [--python=PYTHON] -- [trainer flags]")
@@ -75,19 +83,14 @@ def main(argv=None) -> int:
 
   addresses = [f"127.0.0.1:{p}" for p in free_ports(args.workers)]
   lock = threading.Lock()
-  workers, relays = [], []
-  for i in range(args.workers):
-    env = dict(os.environ, TF_CONFIG=tf_config(addresses, i),
-               PYTHONUNBUFFERED="1")
-    worker = subprocess.Popen(
-        [args.python, "-m", "logreg_tf.train", *flags], env=env,
-        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT)
-    workers.append(worker)
-    relay = threading.Thread(target=_relay, args=(i, worker.stdout, lock),
-                             daemon=True)
+  workers = [start([args.python, "-m", "logreg_tf.train", *flags],
+                   dict(os.environ, TF_CONFIG=tf_config(addresses, i),
+                        PYTHONUNBUFFERED="1"))
+             for i in range(args.workers)]
+  relays = [threading.Thread(target=_relay, args=(i, w.stdout, lock),
+                             daemon=True) for i, w in enumerate(workers)]
+  for relay in relays:
     relay.start()
-    relays.append(relay)
   print(f"[launch] {args.workers} workers on {', '.join(addresses)}; "
         f"pids {' '.join(str(w.pid) for w in workers)}", flush=True)
 

@@ -22,6 +22,7 @@ import tensorflow as tf
 
 from conftest import REPO
 from logreg_tf import cli
+import zygote
 
 
 class Result(NamedTuple):
@@ -99,34 +100,63 @@ def _env(**extra):
           **extra}
 
 
+_ZYGOTES = []
+
+
+def _zygote() -> zygote.Zygote:
+  """This test process's zygote (tests/zygote.py), started on first use."""
+  if not _ZYGOTES:
+    _ZYGOTES.append(zygote.Zygote(_env()))
+  return _ZYGOTES[0]
+
+
+def start_python(argv, env=None, cwd=REPO, stdout=subprocess.PIPE,
+                 stderr=subprocess.PIPE):
+  """`python ARGV` as a process of its own, as subprocess.Popen(...,
+  text=True) shows it: forked from the zygote when exec would start the
+  same process, else exec'd."""
+  env = _env() if env is None else env
+  if _zygote().can_fork(env):
+    return _zygote().start(list(argv), cwd, env, stdout, stderr)
+  return subprocess.Popen([sys.executable, *argv], cwd=cwd, env=env,
+                          stdin=subprocess.DEVNULL, stdout=stdout,
+                          stderr=stderr, text=True)
+
+
+def run_python(argv, env=None, cwd=REPO, timeout=120,
+               stderr=subprocess.PIPE):
+  """start_python, waited for: a CompletedProcess as subprocess.run gives
+  it (the process killed if it outlives `timeout`)."""
+  proc = start_python(argv, env, cwd, subprocess.PIPE, stderr)
+  try:
+    out, err = proc.communicate(timeout=timeout)
+  except subprocess.TimeoutExpired:
+    proc.kill()
+    proc.communicate()
+    raise
+  return subprocess.CompletedProcess(argv, proc.returncode, out, err)
+
+
 def run_command(module, *args, timeout=120):
   """Runs `python -m logreg_tf.MODULE ARGS`; returns CompletedProcess."""
-  return subprocess.run([sys.executable, "-m", f"logreg_tf.{module}", *args],
-                        cwd=REPO, env=_env(), capture_output=True, text=True,
-                        timeout=timeout, check=False)
+  return run_python(["-m", f"logreg_tf.{module}", *args], timeout=timeout)
 
 
 def run_cli(*args, mock_examples=None, env=None, timeout=120):
   """Runs `python -m logreg_tf.train ARGS`; returns CompletedProcess."""
-  if mock_examples is None and not env:
-    return run_command("train", *args, timeout=timeout)
   full_env = _env(**(env or {}))
   if mock_examples is None:
-    cmd = [sys.executable, "-m", "logreg_tf.train", *args]
+    argv = ["-m", "logreg_tf.train", *args]
   else:
     # No real data and no cache may stand in for the mock.
     full_env["TFDS_DATA_DIR"] = "/nonexistent/tfds"
-    cmd = [sys.executable, "-c", MOCKED_MAIN, str(mock_examples), *args,
-           "--cache_dir="]
-  return subprocess.run(cmd, cwd=REPO, env=full_env, capture_output=True,
-                        text=True, timeout=timeout, check=False)
+    argv = ["-c", MOCKED_MAIN, str(mock_examples), *args, "--cache_dir="]
+  return run_python(argv, full_env, timeout=timeout)
 
 
 def start_cli(*args):
   """Starts `python -m logreg_tf.train ARGS` without waiting (stderr piped)."""
-  return subprocess.Popen([sys.executable, "-m", "logreg_tf.train", *args],
-                          cwd=REPO, env=_env(), stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE, text=True)
+  return start_python(["-m", "logreg_tf.train", *args])
 
 
 def wait_for(ready, proc, what, timeout=120):
@@ -263,26 +293,36 @@ def read_image_steps(model_dir):
 
 
 LAUNCHER = os.path.join(REPO, "scripts", "launch_local.py")
+# The launcher in a child of the zygote, forking its workers from itself.
+FORKING_LAUNCHER = (
+    "import sys\n"
+    f"sys.path[:0] = [{os.path.dirname(LAUNCHER)!r}, "
+    f"{os.path.join(REPO, 'tests')!r}]\n"
+    "import launch_local, zygote\n"
+    "sys.exit(launch_local.main(sys.argv[1:], start=zygote.fork_worker))\n")
+
+
+def _launcher_argv(workers, args, env):
+  flags = [f"--workers={workers}", "--", *args]
+  if _zygote().can_fork(env):
+    return ["-c", FORKING_LAUNCHER, *flags]
+  return [LAUNCHER, *flags]  # e.g. a sitecustomize: every worker exec'd
 
 
 def run_launcher(*args, workers=2, timeout=240, env=None):
   """scripts/launch_local.py --workers=N -- ARGS; returns CompletedProcess
   (every worker's lines on stdout, prefixed [wI])."""
-  return subprocess.run(
-      [sys.executable, LAUNCHER, f"--workers={workers}", "--", *args],
-      cwd=REPO, env=_env(**(env or {})), capture_output=True, text=True,
-      timeout=timeout, check=False)
+  env = _env(**(env or {}))
+  return run_python(_launcher_argv(workers, args, env), env,
+                    timeout=timeout, stderr=subprocess.STDOUT)
 
 
 def start_launcher(log_path, *args, workers=2):
   """The launcher without waiting; its output goes to `log_path`."""
-  log = open(log_path, "w")
-  try:
-    return subprocess.Popen(
-        [sys.executable, LAUNCHER, f"--workers={workers}", "--", *args],
-        cwd=REPO, env=_env(), stdout=log, stderr=subprocess.STDOUT)
-  finally:
-    log.close()
+  env = _env()
+  with open(log_path, "w") as log:
+    return start_python(_launcher_argv(workers, args, env), env,
+                        stdout=log, stderr=subprocess.STDOUT)
 
 
 def worker_pids(log_path):

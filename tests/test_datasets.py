@@ -2,8 +2,6 @@
 description, unknown builders read from their files, refusals."""
 
 import os
-import subprocess
-import sys
 import textwrap
 
 import numpy as np
@@ -14,7 +12,7 @@ from logreg_tf import data, loop
 from logreg_tf.config import DataSpec, RunConfig, Storage
 from logreg_tf.errors import DataError
 
-from helpers import error_lines, mocked_train, train
+from helpers import error_lines, mocked_train, run_python, train
 
 
 @pytest.mark.parametrize("name,shape,classes", [
@@ -134,9 +132,8 @@ def test_a_dataset_whose_builder_tfds_does_not_know(tmp_path):
       textwrap.dedent(BUILDER))
   (code / "make.py").write_text(textwrap.dedent(MAKE))
   data_dir = tmp_path / "tfds"
-  made = subprocess.run([sys.executable, str(code / "make.py"), str(data_dir)],
-                        capture_output=True, text=True, timeout=300,
-                        check=False, cwd=code)
+  made = run_python([str(code / "make.py"), str(data_dir)], cwd=code,
+                    timeout=300)
   assert made.returncode == 0, made.stderr[-2000:]
   assert os.path.isdir(data_dir / "throwaway_glyphs" / "1.0.0")
   # This process never imports the builder: it reads it from its files.

@@ -2,8 +2,6 @@
 with the trainer's probabilities."""
 
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -15,7 +13,7 @@ from logreg_tf.data import idx
 
 from logreg_tf.rundir import trained as trained_lib
 from conftest import SmallRuns, make_idx_dir
-from helpers import invoke, train
+from helpers import invoke, run_python, train
 
 # Runs in a fresh process in which logreg_tf cannot be imported: for each
 # (export, images, output) triple of its arguments, what the export serves.
@@ -66,10 +64,7 @@ def test_served_probabilities_equal_the_trainers(small_runs, tmp_path):
     np.save(tmp_path / f"{kind}.npy", images)
     args += [os.path.join(export, version), tmp_path / f"{kind}.npy",
              tmp_path / f"{kind}-served.npz"]
-  served = subprocess.run(
-      [sys.executable, "-c", SERVE, *map(str, args)], cwd=tmp_path,
-      capture_output=True, text=True, timeout=120, check=False,
-      env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+  served = run_python(["-c", SERVE, *map(str, args)], cwd=tmp_path)
   assert served.returncode == 0, served.stderr[-2000:]
   for kind, (names, probabilities) in expected.items():
     got = np.load(tmp_path / f"{kind}-served.npz")
