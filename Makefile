@@ -36,7 +36,7 @@ train: $(STAMP)
 # section gives the times.
 TEST_WORKERS ?= $(shell echo $$(( $$(nproc) + 1 )))
 test: $(STAMP)
-	$(PY) -m pytest -n $(TEST_WORKERS) $(ARGS)
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist worksteal $(ARGS)
 
 # The edit loop: no test that starts a program, and of the real data only
 # one short run; a test process per core as well.
