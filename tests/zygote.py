@@ -77,8 +77,7 @@ def become(argv: List[str], cwd: str, env: dict) -> None:
   ends the process with its exit status. Never returns."""
   code = 1
   try:
-    for s in (signal.SIGINT,):
-      signal.signal(s, signal.default_int_handler)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     for s in (signal.SIGTERM, signal.SIGCHLD, signal.SIGHUP):
       signal.signal(s, signal.SIG_DFL)
     signal.set_wakeup_fd(-1)
@@ -116,29 +115,46 @@ def become(argv: List[str], cwd: str, env: dict) -> None:
     os._exit(code)
 
 
-class _Forked:
-  """A child this process forked, as subprocess.Popen shows one."""
+class _Process:
+  """A process as subprocess.Popen shows one: pid, returncode, poll, wait,
+  send_signal, kill. Subclasses say how its status comes (`_status`)."""
 
-  def __init__(self, pid: int, stdout=None):
-    self.pid, self.stdout, self.returncode = pid, stdout, None
+  pid: int
+  returncode: Optional[int] = None
+
+  def _status(self, timeout: Optional[float]) -> Optional[int]:
+    raise NotImplementedError
 
   def poll(self) -> Optional[int]:
-    if self.returncode is None:
-      pid, status = os.waitpid(self.pid, os.WNOHANG)
-      if pid:
-        self.returncode = os.waitstatus_to_exitcode(status)
-    return self.returncode
+    return self._status(0)
 
-  def wait(self, timeout=None) -> int:
-    del timeout
-    if self.returncode is None:
-      _, status = os.waitpid(self.pid, 0)
-      self.returncode = os.waitstatus_to_exitcode(status)
-    return self.returncode
+  def wait(self, timeout: Optional[float] = None) -> int:
+    code = self._status(timeout)
+    if code is None:
+      raise subprocess.TimeoutExpired(f"process {self.pid}", timeout)
+    return code
 
   def send_signal(self, signum: int) -> None:
     if self.returncode is None:
       os.kill(self.pid, signum)
+
+  def kill(self) -> None:
+    self.send_signal(signal.SIGKILL)
+
+
+class _Forked(_Process):
+  """A child this process forked (waited for at once, or polled)."""
+
+  def __init__(self, pid: int, stdout=None):
+    self.pid, self.stdout = pid, stdout
+
+  def _status(self, timeout: Optional[float]) -> Optional[int]:
+    if self.returncode is None:
+      pid, status = os.waitpid(self.pid, 0 if timeout is None else
+                               os.WNOHANG)
+      if pid:
+        self.returncode = os.waitstatus_to_exitcode(status)
+    return self.returncode
 
 
 def fork_worker(command: List[str], env: dict) -> _Forked:
@@ -222,14 +238,13 @@ def serve(path: str) -> None:
 
 # --- the test process's side ---------------------------------------------------
 
-class Child:
-  """A command the zygote forked, as subprocess.Popen shows one: pid,
-  poll, wait, send_signal, kill, communicate; stdout/stderr when PIPE."""
+class Child(_Process):
+  """A command the zygote forked: its status comes from the zygote;
+  stdout/stderr when PIPE, and communicate."""
 
   def __init__(self, conn: socket.socket, stdout=None, stderr=None):
     self._conn, self.stdout, self.stderr = conn, stdout, stderr
     self.pid = json.loads(conn.recv(4096))["pid"]
-    self.returncode = None
 
   def _status(self, timeout: Optional[float]) -> Optional[int]:
     if self.returncode is None:
@@ -239,22 +254,6 @@ class Child:
       self.returncode = json.loads(self._conn.recv(4096))["status"]
       self._conn.close()
     return self.returncode
-
-  def poll(self) -> Optional[int]:
-    return self._status(0)
-
-  def wait(self, timeout: Optional[float] = None) -> int:
-    code = self._status(timeout)
-    if code is None:
-      raise subprocess.TimeoutExpired(f"zygote child {self.pid}", timeout)
-    return code
-
-  def send_signal(self, signum: int) -> None:
-    if self.returncode is None:
-      os.kill(self.pid, signum)
-
-  def kill(self) -> None:
-    self.send_signal(signal.SIGKILL)
 
   def communicate(self, timeout: Optional[float] = None):
     """(stdout, stderr) read to their end, once the child exited."""
