@@ -22,7 +22,7 @@ so for them the first term is zero. With l2 = 0 there is no such bound.
 Everything here runs in float64: the bound wants gradients accurate to 1e-7,
 past what float32 sums of 60,000 products give. X itself stays float32 (its
 pixels k/255 lose nothing): the float64 products cast it row block by row
-block (steps.row_blocks, blocks sized by blocks.block_rows), so no float64
+block (`_by_blocks`, blocks sized by blocks.block_rows), so no float64
 copy of X, twice its size, is ever made.
 """
 
@@ -31,7 +31,6 @@ from typing import NamedTuple, Optional
 import tensorflow as tf
 
 from logreg_tf.blocks import block_rows
-from logreg_tf.steps import row_blocks
 
 DTYPE = tf.float64
 # The bias search ends when every bias derivative is below this: it moves
@@ -87,7 +86,8 @@ class Objective:
     self.y = y
     self.n, self.features = int(x.shape[0]), int(x.shape[1])
     # Float64 row blocks of X, made one at a time while in the cache.
-    self._rows = block_rows(self.features, bytes_per_value=8)
+    self._rows = block_rows(self.features, bytes_per_value=8) or self.n
+    self._blocks = -(-self.n // self._rows)
     self.bias_iterations = bias_iterations
     self.point = tf.function(self._point, autograph=False)
     self.hessian_product = tf.function(self._hessian_product,
@@ -146,22 +146,18 @@ class Objective:
     """fn(state, start, X[start:start + rows] in float64) over X's row
     blocks, one after the other (a loop, so that one float64 block exists
     at a time); one block on a GPU."""
-    rows = self._rows or self.n
-    count = -(-self.n // rows)
-
     def body(i, state):
-      start = i * rows
-      xb = tf.cast(self.x32[start:start + rows], DTYPE)
+      start = i * self._rows
+      xb = tf.cast(self.x32[start:start + self._rows], DTYPE)
       return i + 1, fn(state, start, xb)
-    return tf.while_loop(lambda i, _: i < count, body,
+    return tf.while_loop(lambda i, _: i < self._blocks, body,
                          (tf.constant(0), initial))[1]
 
   def _logits(self, w):
     """X W in float64."""
-    z = tf.TensorArray(DTYPE, size=-(-self.n // (self._rows or self.n)),
-                       infer_shape=False)
+    z = tf.TensorArray(DTYPE, size=self._blocks, infer_shape=False)
     z = self._by_blocks(lambda z, start, xb: z.write(
-        start // (self._rows or self.n), tf.matmul(xb, w)), z)
+        start // self._rows, tf.matmul(xb, w)), z)
     return tf.ensure_shape(z.concat(), [self.n, w.shape[1]])
 
   def _transposed_product(self, delta):
