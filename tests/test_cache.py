@@ -1,5 +1,7 @@
 """The decoded-data cache: keys, round trips, damage, and a real hit."""
 
+import collections
+import json
 import os
 import time
 
@@ -11,6 +13,7 @@ from logreg_tf import data
 from logreg_tf.data import cache
 from logreg_tf.config import DataSpec, Storage
 from logreg_tf.data.dataset import Dataset
+from logreg_tf.errors import StorageError
 
 from conftest import mnist_info
 
@@ -79,18 +82,42 @@ def test_each_dataset_has_its_own_entry(tmp_path):
   assert cache.load(cache_dir, mnist, SPLITS).info.name == "mnist"
 
 
-def test_damaged_cache_file_is_ignored(tmp_path):
+def _entry(cache_dir, split="train"):
+  (dataset_dir,) = cache_dir.iterdir()
+  return dataset_dir / split
+
+
+@pytest.mark.parametrize("damage", ["truncated", "json", "version", "format",
+                                    "label"])
+def test_damaged_entries_are_ignored_with_one_warning(tmp_path, damage,
+                                                      caplog):
   version_dir = str(_prepared(tmp_path / "tfds"))
   cache_dir = tmp_path / "cache"
   cache.store(str(cache_dir), version_dir, SPLITS, _dataset())
-  (path,) = cache_dir.iterdir()
-  path.write_bytes(path.read_bytes()[:100])
+  entry = _entry(cache_dir)
+  meta = json.loads((entry / "split.json").read_text())
+  if damage == "truncated":
+    (entry / "images").write_bytes((entry / "images").read_bytes()[:100])
+  elif damage == "json":
+    (entry / "split.json").write_text("{")
+  elif damage == "version":  # decoded from another version of the data
+    meta["info"]["version"] = "3.0.0"
+  elif damage == "format":
+    meta["format"] = 1
+  elif damage == "label":
+    (entry / "labels").write_bytes(
+        np.array([0, 1, 2, 3, 4, 10], np.int64).tobytes())
+  if damage in ("version", "format"):
+    (entry / "split.json").write_text(json.dumps(meta))
   assert cache.load(str(cache_dir), version_dir, SPLITS) is None
+  warnings = [r for r in caplog.records if r.levelname == "WARNING"]
+  assert len(warnings) == 1 and str(entry) in warnings[0].getMessage()
+  # The test split's entry is untouched and still read.
+  assert cache.load_split(str(cache_dir), version_dir, "test") is not None
 
 
 @pytest.mark.parametrize("field,value", [
     ("train_images", np.zeros((6, 783), np.uint8)),  # not the image size
-    ("test_images", np.zeros((3, 784), np.float32)),  # not uint8
     ("train_labels", np.arange(5, dtype=np.int64)),  # not one per image
     ("test_labels", np.array([0, 1, 10], np.int64)),  # not a class
 ])
@@ -110,6 +137,50 @@ def test_arrays_that_do_not_fit_the_description_are_ignored(tmp_path, field,
   assert cache.load(cache_dir, version_dir, SPLITS) is None
 
 
+def test_entries_are_mapped_and_written_batch_by_batch(tmp_path):
+  version_dir = str(_prepared(tmp_path / "tfds"))
+  cache_dir = str(tmp_path / "cache")
+  data = _dataset()
+  with cache.SplitWriter(cache_dir, version_dir, "train[:6]", data.info,
+                         6) as writer:
+    for start in range(0, 6, 4):
+      writer.append(data.train_images[start:start + 4],
+                    data.train_labels[start:start + 4])
+  images, labels = writer.result
+  assert isinstance(images, np.memmap) and images.mode == "r"
+  np.testing.assert_array_equal(images, data.train_images)
+  np.testing.assert_array_equal(labels, data.train_labels)
+  info, again, _ = cache.load_split(cache_dir, version_dir, "train[:6]")
+  assert info.name == "mnist" and isinstance(again, np.memmap)
+
+
+def test_a_failed_write_leaves_nothing(tmp_path):
+  version_dir = str(_prepared(tmp_path / "tfds"))
+  cache_dir = tmp_path / "cache"
+  data = _dataset()
+  with pytest.raises(RuntimeError):
+    with cache.SplitWriter(str(cache_dir), version_dir, "train", data.info,
+                           6) as writer:
+      writer.append(data.train_images[:3], data.train_labels[:3])
+      raise RuntimeError("the reader failed half-way")
+  assert not any(p.is_file() for p in cache_dir.rglob("*"))
+  assert cache.load_split(str(cache_dir), version_dir, "train") is None
+
+
+def test_a_disk_too_small_fails_before_writing(tmp_path, monkeypatch):
+  version_dir = str(_prepared(tmp_path / "tfds"))
+  cache_dir = tmp_path / "cache"
+  data = _dataset()
+  free = collections.namedtuple("usage", "total used free")(10**6, 0, 1000)
+  monkeypatch.setattr(cache.shutil, "disk_usage", lambda path: free)
+  with pytest.raises(StorageError, match=r"no room for the decoded mnist in "
+                     r".*it needs .* MB, 0.0 MB are free.*--cache_dir"):
+    with cache.SplitWriter(str(cache_dir), version_dir, "train", data.info,
+                           10_000) as writer:
+      writer.append(data.train_images, data.train_labels)
+  assert not any(p.is_file() for p in cache_dir.rglob("*"))
+
+
 def test_unwritable_cache_costs_only_time(tmp_path):
   version_dir = str(_prepared(tmp_path / "tfds"))
   blocker = tmp_path / "file"
@@ -122,12 +193,14 @@ def test_unwritable_cache_costs_only_time(tmp_path):
 def test_cache_hit_equals_decoding(shared_tfds_dir, tmp_path, monkeypatch):
   storage = Storage(data_dir=shared_tfds_dir, cache_dir=str(tmp_path / "c"))
   decoded = data.load(DataSpec(), storage)
-  assert len(os.listdir(storage.cache_dir)) == 1
+  (entry,) = os.listdir(storage.cache_dir)
+  assert sorted(os.listdir(os.path.join(storage.cache_dir, entry))) == [
+      "test", "train"]
   # The second load must come from the cache, never from TFDS.
   def no_tfds(*args, **kwargs):
     raise AssertionError("TFDS was asked although the cache holds the data")
   from logreg_tf.data import tfds as tfds_reader
-  monkeypatch.setattr(tfds_reader, "_read_split", no_tfds)
+  monkeypatch.setattr(tfds_reader, "_batches", no_tfds)
   cached = data.load(DataSpec(), storage)
   assert cached.fingerprint() == decoded.fingerprint()
   assert cached.info == decoded.info

@@ -3,20 +3,23 @@
 `tfds.load` would try to download and, offline, retry for minutes; this only
 reads what is on disk and never asks the network. A dataset prepared by a
 builder that this TFDS installation does not know is read from its files
-alone (TFDS's read-only builder). With a cache directory, the decoded arrays
-are kept there and later runs skip TFDS altogether.
+alone (TFDS's read-only builder). With a cache directory, each split is
+decoded once, batch by batch, into a row file there (cache.py) and mapped;
+later runs skip TFDS altogether.
 """
 
+import dataclasses
 import os
 import tempfile
 from typing import Dict, Optional, Tuple
 
+from absl import logging
 import numpy as np
 import tensorflow as tf
 
 from logreg_tf.data import cache
 from logreg_tf.data.dataset import Dataset, DatasetInfo
-from logreg_tf.errors import DataError
+from logreg_tf.errors import DataError, StorageError
 
 _NEEDS = ("this trainer needs an image feature (uint8, height x width x "
           "channels) and a ClassLabel")
@@ -75,15 +78,19 @@ def _describe(builder, name, train_split, test_split) -> Tuple[DatasetInfo,
   return info, image_key, label_key
 
 
-def _read_split(builder, info, split, image_key, label_key):
-  """Decodes one split into flat uint8 images and int64 labels."""
+def _batches(builder, info, split, image_key, label_key):
+  """The split as (flat uint8 images, int64 labels) batches, decoded by
+  TFDS; TFDS's failures as one line."""
   flag = "--train_split" if split == info.train_split else "--test_split"
   try:
     ds = builder.as_dataset(split=split)
-    images, labels = [], []
+    any_rows = False
     for batch in ds.batch(10_000).prefetch(1):
-      images.append(batch[image_key].numpy())
-      labels.append(batch[label_key].numpy())
+      images = batch[image_key].numpy()
+      labels = batch[label_key].numpy().astype(np.int64)
+      info.check_labels(labels, f"{info.name} {split}")
+      any_rows = True
+      yield images.reshape(len(images), -1), labels
   except AssertionError as e:
     # TFDS's way of saying "not prepared": it asserts the data is on disk.
     raise DataError(_missing_message(info.name, builder.data_dir)) from e
@@ -96,33 +103,72 @@ def _read_split(builder, info, split, image_key, label_key):
     first = (str(e).strip().splitlines() or [type(e).__name__])[0]
     raise DataError(f"TFDS {info.name!r} in {builder.data_dir} cannot be "
                     f"read: {first}") from e
-  if not images:
+  if not any_rows:
     raise DataError(f"{flag}={split!r} of {info.name} holds no examples")
-  images = np.concatenate(images)
-  labels = np.concatenate(labels).astype(np.int64)
-  info.check_labels(labels, f"{info.name} {split}")
-  return images.reshape(len(images), -1), labels
+
+
+def _rows(builder, split) -> Optional[int]:
+  """The split's examples by TFDS's description, if it says."""
+  try:
+    return int(builder.info.splits[split].num_examples)
+  except Exception:  # pylint: disable=broad-except
+    return None  # an unknown split: decoding says so in one line
+
+
+def _decode(builder, info, split, keys, cache_dir, version_dir,
+            need_file: bool):
+  """Decodes one split into the cache's row file (memory bounded by a
+  batch) and maps it; into memory when the cache cannot take it, unless
+  `need_file` (streamed input), where that is a one-line StorageError."""
+  if cache_dir and version_dir and (
+      os.path.abspath(builder.data_dir) == os.path.abspath(version_dir)):
+    try:
+      with cache.SplitWriter(cache_dir, version_dir, split, info,
+                             _rows(builder, split)) as writer:
+        for images, labels in _batches(builder, info, split, *keys):
+          writer.append(images, labels)
+      return writer.result
+    except StorageError as e:
+      if need_file:
+        raise
+      logging.warning("could not write the data cache (%s); decoding into "
+                      "memory", e)
+  elif need_file:
+    raise StorageError(
+        f"streamed input reads {info.name} from its decoded files, and "
+        f"there is no cache to hold them (--cache_dir={cache_dir or ''!s}); "
+        "give a --cache_dir, or --input=memory")
+  parts = list(_batches(builder, info, split, *keys))
+  return (np.concatenate([p[0] for p in parts]),
+          np.concatenate([p[1] for p in parts]))
 
 
 def load(name: str, train_split: str, test_split: str,
-         data_dir: Optional[str], cache_dir: Optional[str]) -> Dataset:
-  """Reads the two splits of a prepared dataset; fails at once when absent."""
+         data_dir: Optional[str], cache_dir: Optional[str],
+         need_file: bool = False) -> Dataset:
+  """Reads the two splits of a prepared dataset; fails at once when absent.
+
+  Each split comes from its decoded file in the cache when there is one,
+  else TFDS decodes it (into the cache, when there is one). `need_file`:
+  the splits must be decoded files (streamed input), not arrays in memory.
+  """
   version_dir = cache.tfds_version_dir(data_dir, name)
-  splits = (train_split, test_split)
-  if cache_dir and version_dir:
-    hit = cache.load(cache_dir, version_dir, splits)
+  found, builder, info, keys = {}, None, None, None
+  for split in dict.fromkeys((train_split, test_split)):
+    hit = (cache.load_split(cache_dir, version_dir, split)
+           if cache_dir and version_dir else None)
     if hit is not None:
-      return hit
-  builder = _builder(name, data_dir)
-  info, image_key, label_key = _describe(builder, name, train_split,
-                                         test_split)
-  train = _read_split(builder, info, train_split, image_key, label_key)
-  test = _read_split(builder, info, test_split, image_key, label_key)
-  data = Dataset(info, *train, *test)
-  if cache_dir and version_dir and (
-      os.path.abspath(builder.data_dir) == os.path.abspath(version_dir)):
-    cache.store(cache_dir, version_dir, splits, data)
-  return data
+      info = info or hit[0]
+      found[split] = hit[1:]
+      continue
+    if builder is None:
+      builder = _builder(name, data_dir)
+      info, *keys = _describe(builder, name, train_split, test_split)
+    found[split] = _decode(builder, info, split, keys, cache_dir,
+                           version_dir, need_file)
+  info = dataclasses.replace(info, train_split=train_split,
+                             test_split=test_split)
+  return Dataset(info, *found[train_split], *found[test_split])
 
 
 def known_class_names(name: str) -> Optional[Tuple[str, ...]]:
