@@ -88,6 +88,7 @@ class Storage:
   keep_checkpoints: int = 3
   fresh: bool = False
   figure_every: int = 0  # displayed epochs between figures; 0: the end only
+  input: str = "auto"  # the splits as float32 in memory, or streamed
 
 
 def parse_classes(text: str) -> Optional[Tuple[str, ...]]:

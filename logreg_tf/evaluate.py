@@ -39,12 +39,20 @@ def evaluate(trained, storage, split=None) -> dict:
   from logreg_tf import data, metrics, steps
   dataset = data.load_selected(trained.data(split), storage)
   trained.check_data(dataset.info)
-  x = data.to_features(dataset.test_images)
-  y = data.to_labels(dataset.test_labels)
-  forward = tf.function(lambda x, y: (steps.evaluate(trained.model,
-                                                     trained.head, x, y),
-                                      trained.model(x)), autograph=False)
-  result, logits = forward(x, y)
+  streamed = data.choose_input(storage.input, dataset) == "stream"
+  tensors = (data.to_streamed(dataset) if streamed
+             else data.to_tensors(dataset))
+  x, y = tensors[2:]
+  if streamed:  # the logits block by block, then the same metrics
+    logits = tf.concat([trained.model(block) for _, _, block in x.blocks()],
+                       0)
+    result = steps.EvalResult(*trained.head.metrics(logits, y))
+    result = result._replace(loss=result.loss / x.num_examples)
+  else:
+    forward = tf.function(lambda x, y: (steps.evaluate(
+        trained.model, trained.head, x, y), trained.model(x)),
+                          autograph=False)
+    result, logits = forward(x, y)
   analysis = metrics.analyze(logits.numpy(), dataset.test_labels,
                              dataset.info.class_names)
   examples = len(analysis.labels)
@@ -57,20 +65,17 @@ def evaluate(trained, storage, split=None) -> dict:
       "confusion_matrix": analysis.confusion.tolist(),
       "class_names": list(analysis.class_names),
       "reliability": analysis.reliability,
-      "optimization": optimization(trained, dataset),
+      "optimization": optimization(trained, dataset, *tensors[:2]),
   }
 
 
-def optimization(trained, dataset) -> dict:
+def optimization(trained, dataset, x, y) -> dict:
   """How far the checkpoint's weights are from the optimum of the objective
-  it was trained on (its training split, its l2): the certificate of
+  it was trained on (its training split (x, y), its l2): the certificate of
   solvers/objective.py, for an SGD checkpoint as for a solver's."""
-  from logreg_tf import data
   from logreg_tf.solvers.objective import certify
   l2 = float(trained.spec.get("l2", 0.0))
-  cert = certify(trained.model, trained.head,
-                 data.to_features(dataset.train_images),
-                 data.to_labels(dataset.train_labels), l2)
+  cert = certify(trained.model, trained.head, x, y, l2)
   return {"split": dataset.info.train_split, "l2": l2, **cert.as_dict()}
 
 

@@ -16,7 +16,7 @@ import tensorflow as tf
 
 from logreg_tf import blocks, data
 from logreg_tf.config import RunConfig, Storage, describe
-from logreg_tf.errors import DivergenceError, Interrupted
+from logreg_tf.errors import DivergenceError, Interrupted, UserError
 from logreg_tf.interrupts import StopRequest
 from logreg_tf.model import head_for, linear_model, num_outputs
 from logreg_tf.rundir import outputs as outputs_lib
@@ -32,11 +32,18 @@ def steps_per_epoch(num_examples: int, batch_size) -> int:
 
 
 def build(config: RunConfig, info, num_train: int,
-          placement=None) -> StepFunctions:
+          placement=None, streamed: bool = False) -> StepFunctions:
   """The model, optimizer and compiled steps for a config and its data:
   steps.Steps on one device, ReplicatedSteps under a placement's strategy
   (whose scope makes the variables mirrored), an exact solver's SolverSteps
-  (solvers/, imported only then) with --solver."""
+  (solvers/, imported only then) with --solver; StreamedSteps for streamed
+  input (one device, SGD)."""
+  if streamed and (placement or config.solver != "sgd"):
+    raise UserError(
+        "--input=stream trains with --solver=sgd on one device for now (the "
+        "exact solvers and --strategy hold the training set in memory); "
+        "this data needs streaming: " + ("drop --strategy" if placement
+                                         else "use --solver=sgd"))
   strategy = placement.strategy if placement else None
   outputs = num_outputs(info.num_classes)
   per_epoch = steps_per_epoch(num_train, config.batch_size)
@@ -55,7 +62,10 @@ def build(config: RunConfig, info, num_train: int,
                 batch_size=None if per_epoch == 1 else config.batch_size,
                 block_rows=blocks.block_rows(info.num_features))
   if strategy is None:
-    return Steps(model, head_for(outputs), optimizer, **kwargs)
+    kind = Steps
+    if streamed:
+      from logreg_tf.streamed_steps import StreamedSteps as kind
+    return kind(model, head_for(outputs), optimizer, **kwargs)
   from logreg_tf.distributed.replicated import ReplicatedSteps
   return ReplicatedSteps(strategy, model, head_for(outputs), optimizer,
                          **kwargs)
@@ -79,6 +89,24 @@ def run_epoch(steps: StepFunctions, tensors, epoch: int, display: bool):
   result, evaluation = steps.train_epoch_and_eval(x, y, epoch_t, x_test,
                                                   y_test)
   return result, eval_metrics(evaluation, int(y_test.shape[0]))
+
+
+# The figures of a streamed test split use its first examples: at most
+# 10,000 and 64 MB as float32 (10,000 of MNIST, 1,024 of 128x128 images).
+FIGURE_SAMPLE, FIGURE_BYTES = 10_000, 64 << 20
+
+
+def figure_data(x_test, y_test):
+  """The test split as tensors for the figures: a streamed one's first
+  examples, FIGURE_SAMPLE and FIGURE_BYTES at most (the log says so)."""
+  if not hasattr(x_test, "sample"):
+    return x_test, y_test
+  rows = min(FIGURE_SAMPLE, FIGURE_BYTES // (4 * x_test.features),
+             x_test.num_examples)
+  if rows < x_test.num_examples:
+    logging.info("figures from the first %d of the %d test examples "
+                 "(streamed input)", rows, x_test.num_examples)
+  return tf.constant(x_test.sample(rows)), y_test[:rows]
 
 
 class OneProcess:
@@ -183,8 +211,7 @@ class Run:
       if display or last:
         metrics = self.log(epoch, test, result.optimization)
         if out.figures_due(epoch, last):
-          _, _, x_test, y_test = self.tensors
-          out.draw(epoch, self.steps.model, x_test, y_test)
+          out.draw(epoch, self.steps.model, *figure_data(*self.tensors[2:]))
       saved = out.save_due(epoch, last)
       if saved:
         out.save(epoch)
@@ -237,13 +264,17 @@ def train_and_evaluate(config: RunConfig, storage: Storage = Storage(),
   dataset = data.load_selected(config.data, storage)
   info = dataset.info
   record = dataset_record(dataset) if storage.model_dir else None
-  tensors = data.to_tensors(dataset)
+  input_mode = data.choose_input(storage.input, dataset)
+  multiple = blocks.block_rows(info.num_features) or 1
+  tensors = (data.to_tensors(dataset) if input_mode == "memory"
+             else data.to_streamed(dataset, multiple))
   validation = (data.load_validation(config.data, config.validation_split,
-                                     storage)
+                                     storage, input_mode, multiple)
                 if config.validation_split else None)
   num_train = len(dataset.train_labels)
   del dataset  # the uint8 copy is no longer needed
-  steps = build(config, info, num_train, placement)
+  steps = build(config, info, num_train, placement,
+                streamed=input_mode == "stream")
   if placement is None:
     cluster = OneProcess()
   else:

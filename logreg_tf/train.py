@@ -97,6 +97,12 @@ def define_flags(fv: flags.FlagValues) -> types.SimpleNamespace:
       "silent worker before it counts as lost, and for a worker's answer to "
       "the others' are-you-alive questions (two unanswered: frozen); the "
       "others then stop with exit status 5.")
+  f.input = define(
+      "enum", "input", "auto", ["auto", "memory", "stream"],
+      "memory: the splits as float32 matrices in memory; stream: read block "
+      "by block from their decoded files, for data larger than memory "
+      "(--solver=sgd on one device); auto: memory when the float32 splits "
+      "fit half of the memory this process may use, else stream.")
   f.model_dir = cli.define_model_dir_flag(
       fv, "Directory for TensorBoard events, checkpoints and run.json; unset "
       "writes nothing. An existing run there is resumed.")
@@ -145,6 +151,13 @@ def _validate(fv: flags.FlagValues) -> None:
       message="--solver=lbfgs and newton_cg run on one device (one GPU if "
       "TensorFlow finds one); --strategy is for --solver=sgd", flag_values=fv)
   flags.register_multi_flags_validator(
+      ["input", "solver", "strategy"],
+      lambda d: d["input"] != "stream" or (
+          d["solver"] == "sgd" and d["strategy"] == "one_device"),
+      message="--input=stream trains with --solver=sgd on one device for "
+      "now; drop --solver or --strategy, or use --input=memory",
+      flag_values=fv)
+  flags.register_multi_flags_validator(
       ["strategy", "cpu_devices"],
       lambda d: d["cpu_devices"] is None or d["strategy"] == "mirrored",
       message="--cpu_devices splits the CPU for --strategy=mirrored; the "
@@ -177,7 +190,7 @@ def storage_from_flags(f) -> config_lib.Storage:
   return cli.storage_from_flags(
       f.data, f.model_dir.value, checkpoint_every=f.checkpoint_every.value,
       keep_checkpoints=f.keep_checkpoints.value, fresh=f.fresh.value,
-      figure_every=f.figure_every.value)
+      figure_every=f.figure_every.value, input=f.input.value)
 
 
 def configs_from_argv(argv):

@@ -66,6 +66,11 @@ CASES = [
     (["--solver=lbfgs", "--max_iter=0"], "--max_iter=0"),
     (["--solver=lbfgs", "--strategy=mirrored"], "--solver=lbfgs and "
      "newton_cg run on one device"),
+    (["--input=disk"], "--input=disk"),
+    (["--input=stream", "--solver=lbfgs"], "--input=stream trains with "
+     "--solver=sgd on one device for now"),
+    (["--input=stream", "--strategy=mirrored"], "--input=stream trains "
+     "with --solver=sgd on one device"),
     (["--data_dir={idx}", "--dataset=no_such_set"],
      "dataset 'no_such_set' not found: no prepared TFDS 'no_such_set' in "
      "{idx}"),

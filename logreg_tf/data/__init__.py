@@ -3,7 +3,8 @@
     dataset.py  DatasetInfo (the one description of the data) and Dataset
     tfds.py     any prepared TFDS image dataset, read from disk only
     idx.py      the four IDX files of MNIST's format, checked by content
-    cache.py    decoded datasets kept between runs
+    cache.py    decoded splits kept between runs, as mapped row files
+    streamed.py a split read block by block (--input=stream)
     images.py   image files to a model's input (predict)
 
 What was read is described by `dataset.DatasetInfo`; the model, summaries,
@@ -21,7 +22,7 @@ from absl import logging
 import numpy as np
 
 from logreg_tf.config import DataSpec
-from logreg_tf.data.dataset import Dataset, DatasetInfo
+from logreg_tf.data.dataset import Dataset, DatasetInfo, Rows
 from logreg_tf.errors import DataError, UserError
 
 
@@ -33,7 +34,8 @@ def load(spec: DataSpec, storage) -> Dataset:
                             spec.test_split)
   from logreg_tf.data import tfds
   return tfds.load(spec.dataset, spec.train_split, spec.test_split,
-                   storage.data_dir, storage.cache_dir)
+                   storage.data_dir, storage.cache_dir,
+                   need_file=storage.input == "stream")
 
 
 def split_sizes(spec: DataSpec, storage) -> Dict[str, int]:
@@ -61,15 +63,49 @@ def check_held_out(spec: DataSpec, validation_split: str, storage) -> None:
         "--validation_split=train[50000:]")
 
 
-def load_validation(spec: DataSpec, validation_split: str, storage):
-  """(features, labels) tensors of the validation split, its classes those
-  of `spec`. Read as the training split of a second load beside the same
-  test split, so the readers, the split syntax and the cache stay those of
-  the two-split load."""
+def load_validation(spec: DataSpec, validation_split: str, storage,
+                    input_mode: str = "memory", multiple: int = 1):
+  """(features, labels) of the validation split, its classes those of
+  `spec`: a tensor, or a streamed split with `input_mode` "stream". Read as
+  the training split of a second load beside the same test split, so the
+  readers, the split syntax and the cache stay those of the two-split
+  load."""
   held_out = load_selected(dataclasses.replace(
       spec, train_split=validation_split), storage)
+  if input_mode == "stream":
+    from logreg_tf.data.streamed import StreamedSplit
+    return (StreamedSplit(held_out.train_images, multiple=multiple),
+            to_labels(held_out.train_labels))
   return (to_features(held_out.train_images),
           to_labels(held_out.train_labels))
+
+
+def choose_input(requested: str, data: Dataset,
+                 validation_rows: int = 0) -> str:
+  """'memory' or 'stream' for --input=`requested` (data/streamed.py): the
+  in-memory path when its float32 matrices fit the budget."""
+  from logreg_tf.data import streamed
+  features = data.info.num_features
+  need = streamed.float32_bytes(
+      *((n, features) for n in (len(data.train_labels),
+                                len(data.test_labels), validation_rows)))
+  budget = streamed.memory_budget()
+  mode = streamed.choose(requested, need, budget)
+  logging.info("input: %s (--input=%s; the splits are %.2f GB as float32, "
+               "the budget %s)", mode, requested, need / 1e9,
+               "unknown" if budget is None else f"{budget / 1e9:.2f} GB")
+  return mode
+
+
+def to_streamed(data: Dataset, multiple: int = 1):
+  """(x_train, y_train, x_test, y_test) with streamed splits for x: read
+  block by block where they are used (blocks a multiple of `multiple`
+  rows)."""
+  from logreg_tf.data.streamed import StreamedSplit
+  return (StreamedSplit(data.train_images, multiple=multiple),
+          to_labels(data.train_labels),
+          StreamedSplit(data.test_images, multiple=multiple),
+          to_labels(data.test_labels))
 
 
 def load_selected(spec: DataSpec, storage) -> Dataset:
@@ -132,6 +168,8 @@ def select_classes(data: Dataset, classes: Optional[Sequence[int]]) -> Dataset:
 
   def pick(images, labels):
     keep = lookup[labels] >= 0
+    if isinstance(images, np.memmap):  # a mapped row file: select, not copy
+      return Rows(images, np.flatnonzero(keep)), lookup[labels[keep]]
     return images[keep], lookup[labels[keep]]
 
   train = pick(data.train_images, data.train_labels)

@@ -19,7 +19,9 @@ damaged, truncated, or from another version of the dataset is ignored with
 one warning and written again.
 """
 
+import contextlib
 import dataclasses
+import errno
 import glob
 import hashlib
 import json
@@ -32,7 +34,7 @@ from absl import logging
 import numpy as np
 
 from logreg_tf.data.dataset import Dataset, DatasetInfo
-from logreg_tf.errors import DataError, StorageError
+from logreg_tf.errors import DataError, StorageError, reason
 from logreg_tf.rundir import durable
 
 ARRAYS = ("train_images", "train_labels", "test_images", "test_labels")
@@ -148,61 +150,98 @@ class SplitWriter:
           w.append(images, labels)
       images, labels = w.result
 
-  `rows`, when known, is checked against the free space first: a disk too
-  small for the entry fails before anything is written. Any failure
-  (StorageError, or the caller's) leaves nothing behind.
+  The entry is made in a temporary directory beside its place, flushed to
+  disk, and renamed into place. When another process put a sound entry
+  there first (test processes decoding the same split at once), that one is
+  kept and this one dropped; a damaged one is replaced. `rows`, when known,
+  is checked against the free space first: a disk too small for the entry
+  fails before anything is written. Any failure (StorageError: a full disk,
+  an I/O error; or the caller's) leaves nothing behind.
   """
 
   def __init__(self, cache_dir: str, version_dir: str, split: str,
                info: DatasetInfo, rows: Optional[int] = None):
     self.path = split_dir(cache_dir, version_dir, split)
+    self._cache_dir, self._version_dir = cache_dir, version_dir
+    self._split = split
     self.info, self.expected = info, rows
     self.rows = 0
     self.result = None
+    self._tmp = f"{self.path}.{os.getpid()}.tmp"
+    self._files = []
 
   def __enter__(self):
-    self._replacing = durable.replacing(self.path)
-    tmp = self._replacing.__enter__()
-    try:
-      os.makedirs(tmp)
+    with self._storage_errors():
+      os.makedirs(self._tmp)
       if self.expected is not None:
         need = self.expected * (self.info.num_features + 8)
-        free = shutil.disk_usage(tmp).free
+        free = shutil.disk_usage(self._tmp).free
         if need > free:
           raise StorageError(
               f"no room for the decoded {self.info.name} in "
               f"{os.path.dirname(self.path)}: it needs {_size(need)}, "
               f"{_size(free)} are free; free some space or choose another "
               "--cache_dir")
-      self._images = open(os.path.join(tmp, "images"), "wb")
-      self._labels = open(os.path.join(tmp, "labels"), "wb")
-    except BaseException as e:
-      self._replacing.__exit__(type(e), e, e.__traceback__)
-      raise
-    self._tmp = tmp
+      self._files = [open(os.path.join(self._tmp, name), "wb")
+                     for name in ("images", "labels")]
     return self
 
+  @contextlib.contextmanager
+  def _storage_errors(self):
+    """OSError as StorageError; on any error the temporary goes."""
+    try:
+      yield
+    except BaseException as e:
+      for f in self._files:
+        f.close()
+      shutil.rmtree(self._tmp, ignore_errors=True)
+      if isinstance(e, OSError):
+        raise StorageError(f"cannot write the decoded {self.info.name} in "
+                           f"{self.path}: {reason(e)}") from e
+      raise
+
   def append(self, images: np.ndarray, labels: np.ndarray) -> None:
-    images = np.ascontiguousarray(images, np.uint8).reshape(len(images), -1)
-    if images.shape[1] != self.info.num_features or len(labels) != len(
-        images):
-      raise DataError(
-          f"{self.info.name}: a batch of {images.shape} pixels and "
-          f"{len(labels)} labels for images of {self.info.image_shape}")
-    self._images.write(memoryview(images).cast("B"))
-    self._labels.write(np.ascontiguousarray(labels, np.int64).tobytes())
-    self.rows += len(images)
+    with self._storage_errors():
+      images = np.ascontiguousarray(images, np.uint8).reshape(len(images),
+                                                              -1)
+      if images.shape[1] != self.info.num_features or len(labels) != len(
+          images):
+        raise DataError(
+            f"{self.info.name}: a batch of {images.shape} pixels and "
+            f"{len(labels)} labels for images of {self.info.image_shape}")
+      self._files[0].write(memoryview(images).cast("B"))
+      self._files[1].write(np.ascontiguousarray(labels, np.int64).tobytes())
+      self.rows += len(images)
 
   def __exit__(self, kind, error, trace):
-    self._images.close()
-    self._labels.close()
-    if kind is None:
+    if kind is not None:
+      with contextlib.suppress(BaseException), self._storage_errors():
+        raise error
+      return False
+    with self._storage_errors():
+      for f in self._files:
+        f.close()
       with open(os.path.join(self._tmp, "split.json"), "w") as f:
         json.dump(_describe(self.info, self.rows), f)
-    self._replacing.__exit__(kind, error, trace)  # renames, or removes
-    if kind is None:
-      self.result = _open(self.path, self.rows, self.info.num_features)
+      durable.sync_files(os.path.join(self._tmp, name)
+                         for name in ("images", "labels", "split.json"))
+      self._place()
+    self.result = _open(self.path, self.rows, self.info.num_features)
     return False
+
+  def _place(self) -> None:
+    try:
+      os.rename(self._tmp, self.path)
+    except OSError as e:
+      if e.errno not in (errno.EEXIST, errno.ENOTEMPTY):
+        raise
+      if load_split(self._cache_dir, self._version_dir,
+                    self._split) is not None:
+        shutil.rmtree(self._tmp)  # another process's, as good as this one
+        return
+      shutil.rmtree(self.path, ignore_errors=True)
+      os.rename(self._tmp, self.path)
+    durable.sync_files([os.path.join(self.path, "split.json")])
 
 
 def _open(where: str, rows: int, features: int):

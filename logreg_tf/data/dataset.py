@@ -2,7 +2,8 @@
 
 `DatasetInfo` says what was read: name, version, source, image shape, class
 names, splits. `Dataset` holds both splits as flat uint8 pixels and int64
-labels, decoded once and kept in memory.
+labels, decoded once: arrays in memory, or the cache's row files mapped
+(`Rows`: a class selection of one, by position).
 """
 
 import dataclasses
@@ -50,6 +51,25 @@ class DatasetInfo:
     if self.class_indices is not None:
       out["class_indices"] = list(self.class_indices)
     return out
+
+
+class Rows:
+  """Some rows of a uint8 matrix by position, not copied: a class selection
+  of a mapped row file (cache.py), read only where it is used. NumPy sees
+  the selected rows (`np.asarray` copies them)."""
+
+  def __init__(self, images, index: np.ndarray):
+    self.images, self.index = images, index
+    self.dtype = images.dtype
+    self.shape = (len(index),) + tuple(images.shape[1:])
+
+  def __len__(self) -> int:
+    return len(self.index)
+
+  def __array__(self, dtype=None, copy=None):
+    del copy  # always a copy
+    rows = self.images[self.index]
+    return rows if dtype is None else rows.astype(dtype)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -82,17 +82,21 @@ class Objective:
     # A variable, so that a regularisation path changes it without tracing
     # the functions again.
     self._l2 = tf.Variable(float(l2), dtype=DTYPE, trainable=False)
-    self.x32 = tf.cast(x, tf.float32)  # x itself when it is float32
     self.y = y
     self.n, self.features = int(x.shape[0]), int(x.shape[1])
     # Float64 row blocks of X, made one at a time while in the cache.
     self._rows = block_rows(self.features, bytes_per_value=8) or self.n
     self._blocks = -(-self.n // self._rows)
+    self._hold(x)
     self.bias_iterations = bias_iterations
     self.point = tf.function(self._point, autograph=False)
     self.hessian_product = tf.function(self._hessian_product,
                                        autograph=False)
     self._gram = None  # X^T X / N's eigenvalues and vectors, when made
+
+  def _hold(self, x) -> None:
+    """Keeps X: in memory, as float32 (x itself when it is float32)."""
+    self.x32 = tf.cast(x, tf.float32)
 
   @property
   def l2(self) -> float:
@@ -255,8 +259,11 @@ def bound_of(grad, l2: float) -> Optional[float]:
 
 def certify(model, head, x, y, l2: float) -> Certificate:
   """The certificate of a model's weights (any run's, SGD's too) on the
-  training set (x, y)."""
+  training set (x, y); x a tensor, or a streamed split."""
   bias = model.bias
-  return Objective(head, x, y, l2, bias is not None).certificate(
+  kind = Objective
+  if hasattr(x, "blocks"):
+    from logreg_tf.solvers.streamed import StreamedObjective as kind
+  return kind(head, x, y, l2, bias is not None).certificate(
       tf.convert_to_tensor(model.kernel),
       None if bias is None else tf.convert_to_tensor(bias))

@@ -1,0 +1,195 @@
+"""A split read block by block from its uint8 rows: streamed input.
+
+In memory, a split is one float32 matrix, 4 bytes per pixel. Streamed, it
+stays where it is (the decoded row file of cache.py, mapped, so the
+operating system's page cache holds what fits; or a uint8 array), and each
+use reads a block of rows, copies the block's uint8 pixels to the device
+and makes them float32 there: nothing of the split's float32 size is ever
+made. The conversion is the in-memory path's (k / 255, correctly rounded),
+so a block holds the very values the matrix would.
+
+`--input=auto` streams when the float32 matrices would not fit the budget:
+half of the memory this process may use (`memory_budget`).
+"""
+
+import concurrent.futures
+import mmap
+import os
+from typing import Iterator, Optional, Tuple
+
+import numpy as np
+import tensorflow as tf
+
+from logreg_tf.data.dataset import Rows
+from logreg_tf.errors import UserError
+
+# About this many bytes of uint8 pixels per block (4 MB: 16 MB as float32
+# on the device). A streamed run holds a few blocks' worth at a time (the
+# copy read ahead, its float32 conversion, the products' pieces): measured
+# here, 4 MB blocks add 120 MB to the process and 16 MB blocks 365 MB, for
+# the same speed.
+BLOCK_BYTES = 4 << 20
+INPUTS = ("auto", "memory", "stream")
+
+
+class StreamedSplit:
+  """The rows of one split, read in blocks; `labels` are in memory (8 bytes
+  a row against the pixels' hundreds).
+
+  `images`: 2-D uint8, [rows of the source, features] (np.memmap or array);
+  `index`: the positions of this split's rows among them (a class
+  selection), or None for all of them, in order.
+  """
+
+  def __init__(self, images, index: Optional[np.ndarray] = None,
+               block_rows: Optional[int] = None, multiple: int = 1):
+    if isinstance(images, Rows):  # a class selection of a mapped file
+      images, index = images.images, images.index
+    self.images, self.index = images, index
+    self.num_examples = len(images) if index is None else len(index)
+    self.features = int(images.shape[1])
+    rows = block_rows or max(1, BLOCK_BYTES // self.features)
+    # A whole number of the steps' cache-sized blocks (`multiple`), so that
+    # a streamed block is cut as the in-memory matrix is.
+    self.block_rows = max(multiple, rows // multiple * multiple)
+
+  @property
+  def shape(self) -> Tuple[int, int]:
+    return (self.num_examples, self.features)
+
+  def rows(self, start: int, end: int) -> np.ndarray:
+    """uint8 rows [start, end) of the split (a copy)."""
+    if self.index is None:
+      return self._released(np.array(self.images[start:end]))
+    return self._released(self.images[self.index[start:end]])
+
+  def take(self, positions: np.ndarray) -> np.ndarray:
+    """uint8 rows at `positions` of the split, in that order (a copy)."""
+    if self.index is not None:
+      positions = self.index[positions]
+    # In file order, for the page cache's read-ahead, then put back.
+    order = np.argsort(positions, kind="stable")
+    rows = self.images[positions[order]]
+    out = np.empty_like(rows)
+    out[order] = rows
+    return self._released(out)
+
+  def _released(self, copy: np.ndarray) -> np.ndarray:
+    """Unmaps the file's pages from this process once a block is copied
+    out: they stay in the page cache, for the next epoch, but no longer
+    count in the process's resident memory, which stays that of a few
+    blocks however large the file."""
+    mapping = getattr(self.images, "_mmap", None)
+    if mapping is not None:
+      mapping.madvise(mmap.MADV_DONTNEED)
+    return copy
+
+  def bounds(self):
+    return [(s, min(s + self.block_rows, self.num_examples))
+            for s in range(0, self.num_examples, self.block_rows)]
+
+  def blocks(self) -> Iterator[Tuple[int, int, tf.Tensor]]:
+    """(start, end, float32 block) over the split; the next block is read
+    from the file while the caller computes on this one."""
+    yield from prefetched(self.bounds(), lambda b: self.rows(*b),
+                          lambda b, rows: (b[0], b[1], to_device(rows)))
+
+  def sample(self, limit: int) -> np.ndarray:
+    """The first `limit` rows as float32 (the figures' sample)."""
+    return self.rows(0, min(limit, self.num_examples)).astype(
+        np.float32) / np.float32(255)
+
+
+def prefetched(items, read, use):
+  """use(item, read(item)) for each item, read(next) running in a thread
+  meanwhile (NumPy's copies from a mapped file release the GIL)."""
+  items = list(items)
+  if not items:
+    return
+  with concurrent.futures.ThreadPoolExecutor(1) as pool:
+    pending = pool.submit(read, items[0])
+    for i, item in enumerate(items):
+      rows = pending.result()
+      if i + 1 < len(items):
+        pending = pool.submit(read, items[i + 1])
+      yield use(item, rows)
+
+
+def to_device(rows: np.ndarray) -> tf.Tensor:
+  """uint8 rows -> float32 in [0, 1], converted where TensorFlow runs ops
+  (on the GPU when there is one: only the uint8 block crosses over). Two
+  eager ops: in a graph an optimiser could turn the division into a
+  product by 1/255, which is not the in-memory path's rounding."""
+  return tf.cast(tf.constant(rows), tf.float32) / tf.constant(255.0)
+
+
+def float32_bytes(*counts_and_features) -> int:
+  """Bytes of the float32 matrices of (rows, features) pairs."""
+  return sum(4 * n * d for n, d in counts_and_features)
+
+
+def _meminfo_available() -> Optional[int]:
+  try:
+    with open("/proc/meminfo") as f:
+      for line in f:
+        if line.startswith("MemAvailable:"):
+          return int(line.split()[1]) * 1024
+  except (OSError, ValueError, IndexError):
+    pass
+  return None
+
+
+def _cgroup_room() -> Optional[int]:
+  """What this process's memory cgroup still allows (v2 or v1), if limited."""
+  for limit_file, usage_file in (
+      ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
+      ("/sys/fs/cgroup/memory/memory.limit_in_bytes",
+       "/sys/fs/cgroup/memory/memory.usage_in_bytes")):
+    try:
+      with open(_own_cgroup(limit_file)) as f:
+        limit = f.read().strip()
+      with open(_own_cgroup(usage_file)) as f:
+        usage = int(f.read().strip())
+    except (OSError, ValueError):
+      continue
+    if limit != "max" and int(limit) < 1 << 60:
+      return max(0, int(limit) - usage)
+  return None
+
+
+def _own_cgroup(path: str) -> str:
+  """`path` under this process's own cgroup (v1 memory controller), when
+  /proc/self/cgroup names one; else `path` itself."""
+  try:
+    with open("/proc/self/cgroup") as f:
+      for line in f:
+        _, controllers, group = line.strip().split(":", 2)
+        if "memory" in controllers.split(",") and group not in ("", "/"):
+          base = "/sys/fs/cgroup/memory"
+          own = os.path.join(base + group, path[len(base) + 1:])
+          if path.startswith(base + "/") and os.path.exists(own):
+            return own
+  except (OSError, ValueError):
+    pass
+  return path
+
+
+def memory_budget() -> Optional[int]:
+  """Half of the memory this process may still use: the smaller of the
+  machine's available memory and its cgroup's room. None if unknown."""
+  known = [m for m in (_meminfo_available(), _cgroup_room()) if m is not None]
+  return min(known) // 2 if known else None
+
+
+def choose(requested: str, need: int, budget: Optional[int]) -> str:
+  """'memory' or 'stream' for --input=`requested`, given the float32 bytes
+  the in-memory path would hold."""
+  if requested == "stream":
+    return "stream"
+  fits = budget is None or need <= budget
+  if requested == "memory" and not fits:
+    raise UserError(
+        f"--input=memory: the data needs {need / 1e9:.2f} GB as float32, "
+        f"more than the budget of {budget / 1e9:.2f} GB (half of the memory "
+        "this process may use); use --input=stream (or auto)")
+  return "memory" if fits else "stream"

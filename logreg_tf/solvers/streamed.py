@@ -1,0 +1,59 @@
+"""The objective over a streamed training set (data/streamed.py).
+
+Its two products with X, X W for the logits and delta^T X for the
+gradient, read X block by block from the split's file (each block cut into
+the same cache-sized float64 pieces as in memory); the rest, the bias's
+Newton search on the logits, the objective and the bound, is Objective's.
+That is what a certificate needs (`certify`: the end of every SGD run, and
+`evaluate`); the exact solvers' Hessian products and Gram matrix are not
+streamed.
+"""
+
+import tensorflow as tf
+
+from logreg_tf.solvers.objective import DTYPE, Objective
+
+
+class StreamedObjective(Objective):
+  """Objective whose X is a StreamedSplit."""
+
+  def __init__(self, head, x, y, l2: float, use_bias: bool,
+               bias_iterations: int = 50):
+    super().__init__(head, x, y, l2, use_bias, bias_iterations)
+    self.point = self._point  # Python loops over the file's blocks
+    self._refit = tf.function(super().refit_bias, autograph=False)
+    self._block_logits = tf.function(self._pieces(
+        lambda xb, w: tf.matmul(xb, w), lambda parts: tf.concat(parts, 0)),
+        autograph=False)
+    self._block_product = tf.function(self._pieces(
+        lambda xb, delta: tf.matmul(delta, xb, transpose_a=True),
+        tf.add_n, split_other=True), autograph=False)
+
+  def _hold(self, x) -> None:
+    self.stream, self.x32 = x, None
+
+  def refit_bias(self, z, b):
+    return self._refit(z, b)
+
+  def _pieces(self, product, combine, split_other=False):
+    """product(piece of the block in float64, other) over the block's
+    cache-sized pieces, combined."""
+    rows = self._rows
+
+    def run(xb, other):
+      parts = []
+      for i in range(0, xb.shape[0], rows):
+        part = other[i:i + rows] if split_other else other
+        parts.append(product(tf.cast(xb[i:i + rows], DTYPE), part))
+      return combine(parts)
+    return run
+
+  def _logits(self, w):
+    return tf.concat([self._block_logits(xb, w)
+                      for _, _, xb in self.stream.blocks()], 0)
+
+  def _transposed_product(self, delta):
+    total = tf.zeros([delta.shape[1], self.features], DTYPE)
+    for start, end, xb in self.stream.blocks():
+      total += self._block_product(xb, delta[start:end])
+    return total

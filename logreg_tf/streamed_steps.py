@@ -1,0 +1,105 @@
+"""steps.Steps over streamed splits (data/streamed.py): the same math, the
+training set read block by block instead of held as one float32 matrix.
+
+- Full batch: the gradient sums of each block (steps.gradient_sums, the
+  block cut into the same cache-sized pieces as in memory) are added up
+  over the split, then divided by N and applied once: one SGD step per
+  epoch, as in memory.
+- Mini-batch: the epoch's order is the in-memory path's (the same op and
+  seed); its batches go in chunks of whole batches: a chunk's rows are read
+  from the file in that order, made float32 on the device, and the same
+  XLA-compiled loop of SGD steps runs over them. The weights follow the
+  in-memory run's step for step.
+- Evaluation sums the loss and the correct predictions block by block.
+
+The next block or chunk is read from the file while the device computes.
+"""
+
+from typing import Optional
+
+import numpy as np
+import tensorflow as tf
+
+from logreg_tf.data.streamed import StreamedSplit, prefetched, to_device
+from logreg_tf.steps import (EpochResult, EvalResult, GradientSums, Steps,
+                             gradient_sums, normalised, row_blocks,
+                             weights_finite)
+
+
+class StreamedSteps(Steps):
+  """steps.StepFunctions whose x arguments are StreamedSplits (y: the
+  labels, a tensor)."""
+
+  def __init__(self, model, head, optimizer, *, l2: float, batch_size,
+               seed: int, block_rows: Optional[int] = None):
+    super().__init__(model, head, optimizer, l2=l2, batch_size=batch_size,
+                     seed=seed, block_rows=block_rows)
+    fn = lambda f: tf.function(f, autograph=False)  # noqa: E731
+    self._block_sums = fn(lambda x, y: gradient_sums(
+        self.model, self.head, row_blocks(x, y, self.block_rows)))
+    self._apply_sums = fn(self._apply)
+    self._block_metrics = fn(lambda x, y: self.head.metrics(self.model(x),
+                                                            y))
+    self._last_batch = fn(self._train_step)
+    self._order = fn(lambda n, seed: tf.random.experimental.stateless_shuffle(
+        tf.range(n), seed=seed))
+    # Steps made these tf.functions over tensors; here they are Python
+    # loops over the blocks, each block's work a compiled function.
+    self.train_epoch = self._train_epoch
+    self.eval_step = self._eval_blocks
+    self.train_epoch_and_eval = lambda x, y, epoch, x_test, y_test: (
+        self._train_epoch(x, y, epoch), self._eval_blocks(x_test, y_test))
+
+  def _apply(self, sums: GradientSums, n):
+    loss, grads = normalised(sums, 1.0 / tf.cast(n, tf.float32), self.model,
+                             self.l2)
+    self.optimizer.apply(grads, self.model.trainable_variables)
+    ok = tf.logical_and(tf.math.is_finite(loss), weights_finite(self.model))
+    return loss, ok
+
+  def _train_epoch(self, x: StreamedSplit, y, epoch) -> EpochResult:
+    if self.batch_size is None:
+      return self._full_batch(x, y)
+    return self._minibatches(x, y, epoch)
+
+  def _full_batch(self, x: StreamedSplit, y) -> EpochResult:
+    total = None
+    for start, end, block in x.blocks():
+      part = self._block_sums(block, y[start:end])
+      total = part if total is None else GradientSums(
+          *(a + b for a, b in zip(total, part)))
+    loss, ok = self._apply_sums(total, x.num_examples)
+    return EpochResult(loss, tf.constant(1), ok)
+
+  def _minibatches(self, x: StreamedSplit, y, epoch) -> EpochResult:
+    n, b = x.num_examples, self.batch_size
+    full, rest = divmod(n, b)
+    seed = tf.stack([tf.constant(self.seed, tf.int64),
+                     tf.cast(epoch, tf.int64)])
+    order = self._order(n, seed).numpy()
+    per_chunk = max(1, x.block_rows // b) * b
+    chunks = [order[s:min(s + per_chunk, full * b)]
+              for s in range(0, full * b, per_chunk)]
+    total, taken = tf.constant(0.0), tf.constant(0)
+    for block, labels in prefetched(
+        chunks, x.take, lambda chunk, rows: (to_device(rows),
+                                             tf.gather(y, chunk))):
+      batches = tf.reshape(tf.range(tf.shape(labels)[0]), [-1, b])
+      part, steps = self._batches_loop(block, labels, batches)
+      total, taken = total + part, taken + steps
+      if not np.isfinite(float(total)):
+        break
+    if rest and np.isfinite(float(total)):
+      last = order[full * b:]
+      loss = self._last_batch(to_device(x.take(last)), tf.gather(y, last))
+      total, taken = total + loss * rest, taken + 1
+    ok = tf.logical_and(tf.math.is_finite(total), weights_finite(self.model))
+    return EpochResult(total / n, taken, ok)
+
+  def _eval_blocks(self, x: StreamedSplit, y) -> EvalResult:
+    loss_sum, correct = tf.constant(0.0), tf.constant(0, tf.int64)
+    for start, end, block in x.blocks():
+      part_loss, part_correct = self._block_metrics(block, y[start:end])
+      loss_sum += tf.cast(part_loss, loss_sum.dtype)
+      correct += tf.cast(part_correct, tf.int64)
+    return EvalResult(loss_sum / x.num_examples, correct)
