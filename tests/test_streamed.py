@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 import textwrap
-import threading
+import time
 
 import numpy as np
 import pytest
@@ -98,13 +98,42 @@ def test_blocks_hold_the_in_memory_values_in_order():
   images = rng.integers(0, 256, (1000, 12), dtype=np.uint8)
   split = streamed.StreamedSplit(images, block_rows=300, multiple=64)
   assert split.block_rows == 256  # a whole number of the steps' blocks
-  got = [(s, e, b.numpy()) for s, e, b in split.blocks()]
+  got = [(s, e, streamed.to_float(b).numpy()) for s, e, b in split.blocks()]
   assert [(s, e) for s, e, _ in got] == [(0, 256), (256, 512), (512, 768),
                                          (768, 1000)]
   whole = np.concatenate([b for _, _, b in got])
   np.testing.assert_array_equal(whole, data.to_features(images).numpy())
   positions = np.array([999, 3, 500, 3])
   np.testing.assert_array_equal(split.take(positions), images[positions])
+
+
+@pytest.mark.parametrize("mode", ["eager", "graph", "xla"])
+def test_pixels_become_the_in_memory_floats_in_every_mode(mode):
+  # Every uint8 value, in the three ways TensorFlow may run the conversion
+  # (a constant 255 would be folded into a product by 1/255 in the last
+  # two, which rounds some values differently).
+  pixels = np.tile(np.arange(256, dtype=np.uint8), (3, 1))
+  convert = streamed.to_float
+  if mode != "eager":
+    convert = tf.function(convert, jit_compile=mode == "xla",
+                          autograph=False)
+  np.testing.assert_array_equal(convert(tf.constant(pixels)).numpy(),
+                                data.to_features(pixels).numpy())
+
+
+def test_rows_of_a_mapped_file_by_pread_and_by_window(tmp_path,
+                                                      monkeypatch):
+  rng = np.random.default_rng(3)
+  path = tmp_path / "images"
+  whole = rng.integers(0, 256, (3000, 10), dtype=np.uint8)
+  whole.tofile(path)
+  mapped = np.memmap(path, np.uint8, "r", shape=(3000, 10))
+  monkeypatch.setattr(streamed, "WINDOW_BYTES", 4096)  # 409 rows a window
+  split = streamed.StreamedSplit(mapped)
+  np.testing.assert_array_equal(split.rows(17, 2999), whole[17:2999])
+  positions = rng.permutation(3000)[:700]
+  np.testing.assert_array_equal(split.take(positions), whole[positions])
+  split.close()
 
 
 def test_a_class_selection_of_a_mapped_file_is_read_in_place(tmp_path):
@@ -270,15 +299,20 @@ def test_trains_on_data_larger_than_its_memory_limit(tmp_path,
            f"--cache_dir={tmp_path / 'cache'}", "--num_epochs=2",
            "--learning_rate=0.5", f"--model_dir={tmp_path / 'run'}"],
           stdout=subprocess.DEVNULL, stderr=err)
-    timer = threading.Timer(300, run.kill)
-    timer.start()
-    try:  # wait4: this child's own peak, not this process's other children
-      _, status, usage = os.wait4(run.pid, 0)
-    finally:
-      timer.cancel()
-      run.returncode = os.waitstatus_to_exitcode(status)
+    # Its peak RSS, read from its own VmHWM until it ends (its rusage would
+    # count this process's memory, which it shared until its exec).
+    peak, deadline = 0, time.monotonic() + 300
+    while run.poll() is None:
+      if time.monotonic() > deadline:
+        run.kill()
+      try:
+        with open(f"/proc/{run.pid}/status") as f:
+          peak = max([peak] + [int(line.split()[1]) << 10 for line in f
+                               if line.startswith("VmHWM:")])
+      except (OSError, ValueError):
+        pass
+      time.sleep(0.05)
     stderr = log.read_text()
-    peak = usage.ru_maxrss << 10
     with open(os.path.join(group, "memory.max_usage_in_bytes")) as f:
       charged = int(f.read())
     record_property("peak_rss_bytes", peak)
@@ -311,3 +345,21 @@ def test_evaluate_streams_a_split_that_does_not_fit(decoded, tmp_path,
   for key in ("objective", "gradient_norm", "suboptimality_bound"):
     assert from_file["optimization"][key] == pytest.approx(
         in_memory["optimization"][key], rel=1e-9), key
+
+
+@pytest.mark.real_data
+def test_a_disk_too_small_for_the_decoded_file_is_one_line(
+    shared_tfds_dir, tmp_path, monkeypatch):
+  from logreg_tf.data import cache
+  usage = cache.shutil.disk_usage(tmp_path)
+  monkeypatch.setattr(cache.shutil, "disk_usage",
+                      lambda path: usage._replace(free=10**7))
+  result = train(f"--data_dir={shared_tfds_dir}", "--input=stream",
+                 f"--cache_dir={tmp_path / 'cache'}", "--num_epochs=1",
+                 f"--model_dir={tmp_path / 'run'}")
+  assert result.returncode == 4
+  (line,) = error_lines(result.stderr)
+  assert "no room for the decoded mnist" in line
+  assert "it needs 47.5 MB, 10.0 MB are free" in line
+  assert not [p for p in (tmp_path / "cache").rglob("*") if p.is_file()]
+  assert not (tmp_path / "run").exists()

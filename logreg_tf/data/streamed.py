@@ -29,6 +29,9 @@ from logreg_tf.errors import UserError
 # here, 4 MB blocks add 120 MB to the process and 16 MB blocks 365 MB, for
 # the same speed.
 BLOCK_BYTES = 4 << 20
+# Random rows are read through the mapping a window of this many bytes at
+# a time (StreamedSplit._gather).
+WINDOW_BYTES = 64 << 20
 INPUTS = ("auto", "memory", "stream")
 
 
@@ -52,45 +55,85 @@ class StreamedSplit:
     # A whole number of the steps' cache-sized blocks (`multiple`), so that
     # a streamed block is cut as the in-memory matrix is.
     self.block_rows = max(multiple, rows // multiple * multiple)
+    self._fd = None  # the mapped file, for pread
 
   @property
   def shape(self) -> Tuple[int, int]:
     return (self.num_examples, self.features)
 
   def rows(self, start: int, end: int) -> np.ndarray:
-    """uint8 rows [start, end) of the split (a copy)."""
+    """uint8 rows [start, end) of the split (a copy). From a mapped file,
+    all of the split's rows in order are read with one pread (no page of
+    the mapping is touched); a selection by mapping, in file order."""
     if self.index is None:
-      return self._released(np.array(self.images[start:end]))
-    return self._released(self.images[self.index[start:end]])
+      path = getattr(self.images, "filename", None)
+      if path is None:
+        return np.array(self.images[start:end])
+      out = aligned((end - start, self.features))
+      if self._fd is None:
+        self._fd = os.open(path, os.O_RDONLY)
+      offset = self.images.offset + start * self.features
+      view = memoryview(out).cast("B")
+      while view.nbytes:  # a pread may return less than asked
+        got = os.preadv(self._fd, [view], offset)
+        if not got:
+          raise OSError(f"{path}: ends before row {end}")
+        view, offset = view[got:], offset + got
+      return out
+    return self._gather(self.index[start:end])
 
   def take(self, positions: np.ndarray) -> np.ndarray:
     """uint8 rows at `positions` of the split, in that order (a copy)."""
     if self.index is not None:
       positions = self.index[positions]
-    # In file order, for the page cache's read-ahead, then put back.
+    # In file order, a window of the mapping at a time, then put back.
     order = np.argsort(positions, kind="stable")
-    rows = self.images[positions[order]]
-    out = np.empty_like(rows)
-    out[order] = rows
-    return self._released(out)
+    out = aligned((len(positions), self.features))
+    out[order] = self._gather(positions[order])
+    return out
 
-  def _released(self, copy: np.ndarray) -> np.ndarray:
-    """Unmaps the file's pages from this process once a block is copied
-    out: they stay in the page cache, for the next epoch, but no longer
-    count in the process's resident memory, which stays that of a few
-    blocks however large the file."""
+  def _gather(self, ascending: np.ndarray) -> np.ndarray:
+    """The rows at ascending positions of the source, read through the
+    mapping one window (WINDOW_BYTES) at a time; after each window its pages
+    are unmapped from this process again. They stay in the page cache, for
+    the next epoch, but do not count in the process's resident memory:
+    reading one row maps a whole folio of the page cache (up to 2 MB here),
+    so a few thousand random rows would map all of a large file at once."""
     mapping = getattr(self.images, "_mmap", None)
-    if mapping is not None:
-      mapping.madvise(mmap.MADV_DONTNEED)
-    return copy
+    if mapping is None:
+      return self.images[ascending]
+    out = np.empty((len(ascending), self.features), np.uint8)
+    window = max(1, WINDOW_BYTES // self.features)
+    ends = np.searchsorted(ascending, np.arange(
+        window, len(self.images) + window, window))
+    start = 0
+    for end in ends:
+      if end > start:
+        out[start:end] = self.images[ascending[start:end]]
+        first = self.images.offset + int(ascending[start]) * self.features
+        last = self.images.offset + (int(ascending[end - 1]) + 1) * (
+            self.features)
+        first -= first % mmap.PAGESIZE
+        mapping.madvise(mmap.MADV_DONTNEED, first,
+                        min(last, len(mapping)) - first)
+        start = end
+    return out
+
+  def close(self) -> None:
+    if self._fd is not None:
+      os.close(self._fd)
+      self._fd = None
+
+  def __del__(self):
+    self.close()
 
   def bounds(self):
     return [(s, min(s + self.block_rows, self.num_examples))
             for s in range(0, self.num_examples, self.block_rows)]
 
   def blocks(self) -> Iterator[Tuple[int, int, tf.Tensor]]:
-    """(start, end, float32 block) over the split; the next block is read
-    from the file while the caller computes on this one."""
+    """(start, end, uint8 block tensor) over the split; the next block is
+    read from the file while the caller computes on this one."""
     yield from prefetched(self.bounds(), lambda b: self.rows(*b),
                           lambda b, rows: (b[0], b[1], to_device(rows)))
 
@@ -115,12 +158,38 @@ def prefetched(items, read, use):
       yield use(item, rows)
 
 
+def aligned(shape) -> np.ndarray:
+  """An uninitialised uint8 array at a 64-byte aligned address, which
+  TensorFlow can adopt without a copy (to_device)."""
+  size = int(np.prod(shape))
+  raw = np.empty(size + 64, np.uint8)
+  offset = -raw.ctypes.data % 64
+  return raw[offset:offset + size].reshape(shape)
+
+
 def to_device(rows: np.ndarray) -> tf.Tensor:
-  """uint8 rows -> float32 in [0, 1], converted where TensorFlow runs ops
-  (on the GPU when there is one: only the uint8 block crosses over). Two
-  eager ops: in a graph an optimiser could turn the division into a
-  product by 1/255, which is not the in-memory path's rounding."""
-  return tf.cast(tf.constant(rows), tf.float32) / tf.constant(255.0)
+  """A uint8 block as a tensor where TensorFlow runs ops (a GPU when there
+  is one: only the uint8 pixels cross over); made float32 by `to_float`
+  inside the compiled function that uses it. An aligned block is adopted
+  through DLPack, not copied."""
+  if rows.flags.c_contiguous and rows.size and not rows.ctypes.data % 64:
+    return tf.identity(tf.experimental.dlpack.from_dlpack(rows.__dlpack__()))
+  return tf.identity(tf.constant(rows))
+
+
+_SCALE = None
+
+
+def to_float(pixels) -> tf.Tensor:
+  """uint8 pixels -> float32 k / 255, correctly rounded: the in-memory
+  matrix's values. The 255 comes from a variable, so that neither Grappler
+  nor XLA folds the division into a product by 1/255 (which rounds 11 of
+  the 256 values differently); the tests check all 256 in each mode."""
+  global _SCALE
+  if _SCALE is None:
+    with tf.init_scope():
+      _SCALE = tf.Variable(255.0, trainable=False, name="pixel_scale")
+  return tf.cast(pixels, tf.float32) / _SCALE
 
 
 def float32_bytes(*counts_and_features) -> int:

@@ -11,6 +11,7 @@ streamed.
 
 import tensorflow as tf
 
+from logreg_tf.data.streamed import to_float
 from logreg_tf.solvers.objective import DTYPE, Objective
 
 
@@ -44,7 +45,8 @@ class StreamedObjective(Objective):
       parts = []
       for i in range(0, xb.shape[0], rows):
         part = other[i:i + rows] if split_other else other
-        parts.append(product(tf.cast(xb[i:i + rows], DTYPE), part))
+        parts.append(product(tf.cast(to_float(xb[i:i + rows]), DTYPE),
+                             part))
       return combine(parts)
     return run
 
