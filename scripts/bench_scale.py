@@ -117,9 +117,9 @@ def scale(mnist, quick=False, sizes=(60_000, 600_000, 3_000_000),
   """Results by size: written seconds, and per (input, batch) the epochs,
   rows per second and peak RSS."""
   from logreg_tf.data import streamed
-  batches = (None, 1000)
-  if quick:  # two small runs, no decoding: checks that the section runs
-    sizes, epochs, batches = (6_000,), 3, (None,)
+  batches, modes = (None, 1000), ("memory", "stream")
+  if quick:  # one small run, no decoding: checks that the section runs
+    sizes, epochs, batches, modes = (6_000,), 3, (None,), ("stream",)
   budget = streamed.memory_budget()
   results = {"budget": budget,
              "decode_mnist_s": None if quick else _decode_once(),
@@ -135,7 +135,7 @@ def scale(mnist, quick=False, sizes=(60_000, 600_000, 3_000_000),
       entry = {"rows": rows, "float32_gb": need / 1e9,
                "uint8_gb": rows * 784 / 1e9, "write_s": written, "runs": {}}
       for batch in batches:
-        for mode in ("memory", "stream"):
+        for mode in modes:
           if mode == "memory" and budget is not None and need > budget:
             continue
           flags = [f"--input={mode}", f"--num_epochs={epochs}",

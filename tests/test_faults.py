@@ -311,12 +311,14 @@ def test_a_damaged_data_cache_is_rebuilt(shared_tfds_dir, tmp_path):
           "--test_split=test[:1000]", "--batch_size=100", "--num_epochs=1"]
   first = train(*args)
   assert first.returncode == 0, first.stderr[-2000:]
-  (cached,) = glob.glob(str(tmp_path / "fashion_mnist-*.npz"))
+  (cached,) = glob.glob(str(tmp_path / "fashion_mnist-*" / "train%5B*" /
+                           "images"))
   good = os.path.getsize(cached)
   _truncate(cached)
   second = train(*args)
   assert second.returncode == 0 and "Traceback" not in second.stderr
-  assert "ignoring the damaged cache file" in second.stderr
+  assert "ignoring the decoded data in" in second.stderr
+  assert "truncated or overwritten" in second.stderr
   assert os.path.getsize(cached) == good  # written again, whole
   final = lambda r: r.stderr.strip().splitlines()[-1].split("final: ")[1]
   assert final(first) == final(second)

@@ -66,6 +66,10 @@ class Rows:
   def __len__(self) -> int:
     return len(self.index)
 
+  def __getitem__(self, rows) -> np.ndarray:
+    """The selected rows at `rows` (a slice or positions), as an array."""
+    return self.images[self.index[rows]]
+
   def __array__(self, dtype=None, copy=None):
     del copy  # always a copy
     rows = self.images[self.index]
