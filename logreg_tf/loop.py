@@ -37,13 +37,12 @@ def build(config: RunConfig, info, num_train: int,
   steps.Steps on one device, ReplicatedSteps under a placement's strategy
   (whose scope makes the variables mirrored), an exact solver's SolverSteps
   (solvers/, imported only then) with --solver; StreamedSteps for streamed
-  input (one device, SGD)."""
-  if streamed and (placement or config.solver != "sgd"):
+  input with SGD on one device (a solver streams through its objective)."""
+  if streamed and placement:
     raise UserError(
-        "--input=stream trains with --solver=sgd on one device for now (the "
-        "exact solvers and --strategy hold the training set in memory); "
-        "this data needs streaming: " + ("drop --strategy" if placement
-                                         else "use --solver=sgd"))
+        "--input=stream trains on one device for now (--strategy holds the "
+        "training set in memory); this data needs streaming: drop "
+        "--strategy")
   strategy = placement.strategy if placement else None
   outputs = num_outputs(info.num_classes)
   per_epoch = steps_per_epoch(num_train, config.batch_size)

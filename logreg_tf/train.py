@@ -101,7 +101,7 @@ def define_flags(fv: flags.FlagValues) -> types.SimpleNamespace:
       "enum", "input", "auto", ["auto", "memory", "stream"],
       "memory: the splits as float32 matrices in memory; stream: read block "
       "by block from their decoded files, for data larger than memory "
-      "(--solver=sgd on one device); auto: memory when the float32 splits "
+      "(on one device); auto: memory when the float32 splits "
       "fit half of the memory this process may use, else stream.")
   f.model_dir = cli.define_model_dir_flag(
       fv, "Directory for TensorBoard events, checkpoints and run.json; unset "
@@ -151,12 +151,10 @@ def _validate(fv: flags.FlagValues) -> None:
       message="--solver=lbfgs and newton_cg run on one device (one GPU if "
       "TensorFlow finds one); --strategy is for --solver=sgd", flag_values=fv)
   flags.register_multi_flags_validator(
-      ["input", "solver", "strategy"],
-      lambda d: d["input"] != "stream" or (
-          d["solver"] == "sgd" and d["strategy"] == "one_device"),
-      message="--input=stream trains with --solver=sgd on one device for "
-      "now; drop --solver or --strategy, or use --input=memory",
-      flag_values=fv)
+      ["input", "strategy"],
+      lambda d: d["input"] != "stream" or d["strategy"] == "one_device",
+      message="--input=stream trains on one device for now; drop "
+      "--strategy, or use --input=memory", flag_values=fv)
   flags.register_multi_flags_validator(
       ["strategy", "cpu_devices"],
       lambda d: d["cpu_devices"] is None or d["strategy"] == "mirrored",

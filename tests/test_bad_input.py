@@ -67,10 +67,8 @@ CASES = [
     (["--solver=lbfgs", "--strategy=mirrored"], "--solver=lbfgs and "
      "newton_cg run on one device"),
     (["--input=disk"], "--input=disk"),
-    (["--input=stream", "--solver=lbfgs"], "--input=stream trains with "
-     "--solver=sgd on one device for now"),
     (["--input=stream", "--strategy=mirrored"], "--input=stream trains "
-     "with --solver=sgd on one device"),
+     "on one device for now; drop --strategy"),
     (["--data_dir={idx}", "--dataset=no_such_set"],
      "dataset 'no_such_set' not found: no prepared TFDS 'no_such_set' in "
      "{idx}"),

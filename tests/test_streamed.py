@@ -381,3 +381,28 @@ def test_a_disk_too_small_for_the_decoded_file_is_one_line(
   assert "it needs 47.5 MB, 10.0 MB are free" in line
   assert not [p for p in (tmp_path / "cache").rglob("*") if p.is_file()]
   assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.real_data
+@pytest.mark.parametrize("solver", ["lbfgs", "newton_cg"])
+def test_exact_solvers_on_a_streamed_training_set(decoded, monkeypatch,
+                                                  solver):
+  # 4,000 rows in blocks of 1,337: each solver iteration streams the file
+  # in three blocks for its products (Newton-CG's Hessian products and
+  # preconditioner included).
+  monkeypatch.setattr(streamed, "BLOCK_BYTES", 784 * 1400)
+  config = RunConfig(solver=solver, l2=1e-3, tol=1e-9, max_iter=200,
+                     train_split="train[:4000]", classes=("3", "8", "5"))
+  memory = _weights_of(config, dataclasses.replace(decoded, input="memory"))
+  stream = _weights_of(config, dataclasses.replace(decoded, input="stream"))
+  assert stream[3].finished and memory[3].finished
+  record = stream[3].solver.record()
+  assert record["converged"] and record["suboptimality_bound"] <= 1e-9
+  assert record["objective"] == pytest.approx(
+      memory[3].solver.record()["objective"], abs=1e-9)
+  # Both are certified: l2-strong convexity puts each within
+  # sqrt(2 bound / l2) of the optimum's weights, so within twice that of
+  # each other (here no weight differs by more than 1.7e-5; 2.8e-3 allowed).
+  radius = np.sqrt(2 * 1e-9 / 1e-3)
+  assert np.linalg.norm(stream[0] - memory[0]) <= 2 * radius
+  assert stream[2]["test_accuracy"] == memory[2]["test_accuracy"]

@@ -30,7 +30,8 @@ class SolverSteps:
     self.state: Dict[str, tf.Variable] = {
         f"solver/{k}": v for k, v in self.solver.variables().items()}
     self._objective = None  # (x, its Objective)
-    self.eval_step = tf.function(self._eval_step, autograph=False)
+    self._eval_compiled = tf.function(self._eval_step, autograph=False)
+    self.eval_step = self._evaluate
 
   @property
   def finished(self) -> bool:
@@ -39,12 +40,26 @@ class SolverSteps:
   def objective(self, x, y) -> Objective:
     """The objective on the training set (x, y), made once."""
     if self._objective is None or self._objective[0] is not x:
-      self._objective = (x, Objective(self.head, x, y, self.l2,
-                                      self.model.bias is not None))
+      kind = Objective
+      if hasattr(x, "blocks"):  # a streamed training set
+        from logreg_tf.solvers.streamed import StreamedObjective as kind
+      self._objective = (x, kind(self.head, x, y, self.l2,
+                                 self.model.bias is not None))
     return self._objective[1]
 
   def _eval_step(self, x, y) -> EvalResult:
     return evaluate(self.model, self.head, x, y)
+
+  def _evaluate(self, x, y) -> EvalResult:
+    """eval_step, or block by block on a streamed split."""
+    if not hasattr(x, "blocks"):
+      return self._eval_compiled(x, y)
+    from logreg_tf.data.streamed import to_float
+    loss_sum, correct = 0.0, 0
+    for start, end, block in x.blocks():
+      part = self.head.metrics(self.model(to_float(block)), y[start:end])
+      loss_sum, correct = loss_sum + part[0], correct + part[1]
+    return EvalResult(loss_sum / x.num_examples, correct)
 
   def train_epoch(self, x, y, epoch) -> EpochResult:
     del epoch  # full batch: nothing to shuffle
@@ -67,7 +82,7 @@ class SolverSteps:
                        _logged(record))
 
   def train_epoch_and_eval(self, x, y, epoch, x_test, y_test):
-    return (self.train_epoch(x, y, epoch), self.eval_step(x_test, y_test))
+    return (self.train_epoch(x, y, epoch), self._evaluate(x_test, y_test))
 
 
 def _logged(record: dict) -> dict:

@@ -195,22 +195,33 @@ class Objective:
     steers Newton-CG's direction (its relative error, about 1e-6, is far
     below the inner solve's tolerance), while the gradient and objective,
     which the certificate and the line search read, stay in float64."""
-    x = self.x32
     logits = tf.cast(logits, tf.float32)
-    dz = tf.matmul(x, tf.cast(v, tf.float32))
+    dz = self._times_x(tf.cast(v, tf.float32))
     if self.use_bias:
       moved = tf.reduce_mean(self.head.curvature(logits, dz), axis=0)
       db = -tf.linalg.solve(_damped(self.head.bias_hessian(logits)),
                             moved[:, None])[:, 0]
       dz = dz + db
-    hv = tf.matmul(self.head.curvature(logits, dz), x, transpose_a=True)
+    hv = self._x_transposed_times(self.head.curvature(logits, dz))
     return (tf.cast(tf.transpose(hv), DTYPE) / tf.constant(self.n, DTYPE)
             + self._l2 * v)
+
+  def _times_x(self, v):
+    """X v in float32."""
+    return tf.matmul(self.x32, v)
+
+  def _x_transposed_times(self, c):
+    """c^T X in float32 [K, D]."""
+    return tf.matmul(c, self.x32, transpose_a=True)
+
+  def _x_gram(self):
+    """X^T X in float32."""
+    return tf.matmul(self.x32, self.x32, transpose_a=True)
 
   def gram(self):
     """The eigendecomposition of X^T X / N (made once: X does not change)."""
     if self._gram is None:
-      g = tf.matmul(self.x32, self.x32, transpose_a=True) / self.n
+      g = self._x_gram() / self.n
       values, vectors = tf.linalg.eigh(tf.cast(g, DTYPE))
       self._gram = (tf.maximum(values, 0), vectors)
     return self._gram

@@ -4,9 +4,10 @@ Its two products with X, X W for the logits and delta^T X for the
 gradient, read X block by block from the split's file (each block cut into
 the same cache-sized float64 pieces as in memory); the rest, the bias's
 Newton search on the logits, the objective and the bound, is Objective's.
-That is what a certificate needs (`certify`: the end of every SGD run, and
-`evaluate`); the exact solvers' Hessian products and Gram matrix are not
-streamed.
+So are the three float32 products of the exact solvers: X v and c^T X of
+Newton-CG's Hessian products, and X^T X of its preconditioner. What a
+certificate needs (`certify`: the end of every SGD run, and `evaluate`) and
+what `--solver` needs on a streamed training set are then all here.
 """
 
 import tensorflow as tf
@@ -21,7 +22,15 @@ class StreamedObjective(Objective):
   def __init__(self, head, x, y, l2: float, use_bias: bool,
                bias_iterations: int = 50):
     super().__init__(head, x, y, l2, use_bias, bias_iterations)
-    self.point = self._point  # Python loops over the file's blocks
+    # Python loops over the file's blocks, each block's work compiled.
+    self.point = self._point
+    self.hessian_product = self._hessian_product
+    fn = lambda f: tf.function(f, autograph=False)  # noqa: E731
+    self._block_times = fn(lambda xb, v: tf.matmul(to_float(xb), v))
+    self._block_transposed = fn(lambda xb, c: tf.matmul(
+        c, to_float(xb), transpose_a=True))
+    self._block_gram = fn(lambda xb: (lambda f: tf.matmul(
+        f, f, transpose_a=True))(to_float(xb)))
     self._refit = tf.function(super().refit_bias, autograph=False)
     self._block_logits = tf.function(self._pieces(
         lambda xb, w: tf.matmul(xb, w), lambda parts: tf.concat(parts, 0)),
@@ -58,4 +67,20 @@ class StreamedObjective(Objective):
     total = tf.zeros([delta.shape[1], self.features], DTYPE)
     for start, end, xb in self.stream.blocks():
       total += self._block_product(xb, delta[start:end])
+    return total
+
+  def _times_x(self, v):
+    return tf.concat([self._block_times(xb, v)
+                      for _, _, xb in self.stream.blocks()], 0)
+
+  def _x_transposed_times(self, c):
+    total = tf.zeros([c.shape[1], self.features], tf.float32)
+    for start, end, xb in self.stream.blocks():
+      total += self._block_transposed(xb, c[start:end])
+    return total
+
+  def _x_gram(self):
+    total = tf.zeros([self.features, self.features], tf.float32)
+    for _, _, xb in self.stream.blocks():
+      total += self._block_gram(xb)
     return total
