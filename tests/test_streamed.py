@@ -72,8 +72,7 @@ def test_stopped_streamed_run_resumes_bitwise(decoded, tmp_path,
                                 checkpoint_every=1)
   config = RunConfig(num_epochs=3, learning_rate=0.1, batch_size=700,
                      classes=("3", "8"))
-  whole = _weights_of(config, dataclasses.replace(
-      storage, model_dir=str(tmp_path / "whole")))
+  whole = _weights_of(config, storage)  # in one go, nothing written
   # Stopped after its first epoch (a stop request, as SIGTERM makes one),
   # then started again.
   from logreg_tf.errors import Interrupted
@@ -89,7 +88,7 @@ def test_stopped_streamed_run_resumes_bitwise(decoded, tmp_path,
   np.testing.assert_array_equal(again[0], whole[0])
   np.testing.assert_array_equal(again[1], whole[1])
   # The figures of a streamed run were drawn from its test split too.
-  assert os.listdir(tmp_path / "whole" / "figures")
+  assert os.listdir(tmp_path / "parts" / "figures")
 
 
 def test_blocks_hold_the_in_memory_values_in_order():
@@ -391,7 +390,7 @@ def test_exact_solvers_on_a_streamed_training_set(decoded, monkeypatch,
   # in three blocks for its products (Newton-CG's Hessian products and
   # preconditioner included).
   monkeypatch.setattr(streamed, "BLOCK_BYTES", 784 * 1400)
-  config = RunConfig(solver=solver, l2=1e-3, tol=1e-9, max_iter=200,
+  config = RunConfig(solver=solver, l2=1e-2, tol=1e-9, max_iter=200,
                      train_split="train[:4000]", classes=("3", "8", "5"))
   memory = _weights_of(config, dataclasses.replace(decoded, input="memory"))
   stream = _weights_of(config, dataclasses.replace(decoded, input="stream"))
@@ -402,7 +401,7 @@ def test_exact_solvers_on_a_streamed_training_set(decoded, monkeypatch,
       memory[3].solver.record()["objective"], abs=1e-9)
   # Both are certified: l2-strong convexity puts each within
   # sqrt(2 bound / l2) of the optimum's weights, so within twice that of
-  # each other (here no weight differs by more than 1.7e-5; 2.8e-3 allowed).
-  radius = np.sqrt(2 * 1e-9 / 1e-3)
+  # each other.
+  radius = np.sqrt(2 * 1e-9 / 1e-2)
   assert np.linalg.norm(stream[0] - memory[0]) <= 2 * radius
   assert stream[2]["test_accuracy"] == memory[2]["test_accuracy"]
