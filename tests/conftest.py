@@ -29,6 +29,12 @@ def pytest_configure(config):
   # What the commands under test see: quiet TensorFlow, decoded-data caches
   # kept out of $HOME, and no TF_CONFIG but a test's own.
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+  # One thread per op: the suite keeps both cores busy with its own test
+  # processes and their programs, and TensorFlow's op pools, two threads
+  # per process, spun waiting for work beside them (the whole suite: 10.9
+  # against 10.0 min of CPU, 5:39 against 5:16). Set before xdist starts
+  # its workers, so that every test process and program inherits it.
+  os.environ.setdefault("TF_NUM_INTRAOP_THREADS", "1")
   os.environ["XDG_CACHE_HOME"] = str(REPO / ".pytest_cache" / "xdg")
   os.environ.pop("TF_CONFIG", None)
 
