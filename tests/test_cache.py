@@ -228,3 +228,17 @@ def test_cache_hit_equals_decoding(shared_tfds_dir, tmp_path, monkeypatch):
   assert cached.fingerprint() == decoded.fingerprint()
   assert cached.info == decoded.info
   assert cached.info.version == "3.0.1"
+
+
+@pytest.mark.real_data
+def test_a_cache_that_cannot_be_written_decodes_into_memory(
+    shared_tfds_dir, tmp_path, caplog):
+  blocker = tmp_path / "file"
+  blocker.write_text("not a directory")
+  spec = DataSpec(train_split="train[:200]", test_split="test[:100]")
+  loaded = data.load(spec, Storage(data_dir=shared_tfds_dir,
+                                   cache_dir=str(blocker / "cache")))
+  assert loaded.train_images.shape == (200, 784)
+  assert not isinstance(loaded.train_images, np.memmap)
+  assert "could not write the data cache" in caplog.text
+  assert "decoding into memory" in caplog.text
