@@ -16,7 +16,7 @@ import tensorflow as tf
 
 from logreg_tf import blocks, data
 from logreg_tf.config import RunConfig, Storage, describe
-from logreg_tf.errors import DivergenceError, Interrupted, UserError
+from logreg_tf.errors import DivergenceError, Interrupted
 from logreg_tf.interrupts import StopRequest
 from logreg_tf.model import head_for, linear_model, num_outputs
 from logreg_tf.rundir import outputs as outputs_lib
@@ -36,13 +36,8 @@ def build(config: RunConfig, info, num_train: int,
   """The model, optimizer and compiled steps for a config and its data:
   steps.Steps on one device, ReplicatedSteps under a placement's strategy
   (whose scope makes the variables mirrored), an exact solver's SolverSteps
-  (solvers/, imported only then) with --solver; StreamedSteps for streamed
-  input with SGD on one device (a solver streams through its objective)."""
-  if streamed and placement:
-    raise UserError(
-        "--input=stream trains on one device for now (--strategy holds the "
-        "training set in memory); this data needs streaming: drop "
-        "--strategy")
+  (solvers/, imported only then) with --solver; for streamed input their
+  streamed forms (a solver streams through its objective)."""
   strategy = placement.strategy if placement else None
   outputs = num_outputs(info.num_classes)
   per_epoch = steps_per_epoch(num_train, config.batch_size)
@@ -65,9 +60,10 @@ def build(config: RunConfig, info, num_train: int,
     if streamed:
       from logreg_tf.streamed_steps import StreamedSteps as kind
     return kind(model, head_for(outputs), optimizer, **kwargs)
-  from logreg_tf.distributed.replicated import ReplicatedSteps
-  return ReplicatedSteps(strategy, model, head_for(outputs), optimizer,
-                         **kwargs)
+  from logreg_tf.distributed.replicated import ReplicatedSteps as kind
+  if streamed:
+    from logreg_tf.distributed.streamed import StreamedReplicatedSteps as kind
+  return kind(strategy, model, head_for(outputs), optimizer, **kwargs)
 
 
 def eval_metrics(result: EvalResult, num_examples: int,

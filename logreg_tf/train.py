@@ -100,8 +100,8 @@ def define_flags(fv: flags.FlagValues) -> types.SimpleNamespace:
   f.input = define(
       "enum", "input", "auto", ["auto", "memory", "stream"],
       "memory: the splits as float32 matrices in memory; stream: read block "
-      "by block from their decoded files, for data larger than memory "
-      "(on one device); auto: memory when the float32 splits "
+      "by block from their decoded files, for data larger than memory; "
+      "auto: memory when the float32 splits "
       "fit half of the memory this process may use, else stream.")
   f.model_dir = cli.define_model_dir_flag(
       fv, "Directory for TensorBoard events, checkpoints and run.json; unset "
@@ -150,11 +150,6 @@ def _validate(fv: flags.FlagValues) -> None:
       lambda d: d["solver"] == "sgd" or d["strategy"] == "one_device",
       message="--solver=lbfgs and newton_cg run on one device (one GPU if "
       "TensorFlow finds one); --strategy is for --solver=sgd", flag_values=fv)
-  flags.register_multi_flags_validator(
-      ["input", "strategy"],
-      lambda d: d["input"] != "stream" or d["strategy"] == "one_device",
-      message="--input=stream trains on one device for now; drop "
-      "--strategy, or use --input=memory", flag_values=fv)
   flags.register_multi_flags_validator(
       ["strategy", "cpu_devices"],
       lambda d: d["cpu_devices"] is None or d["strategy"] == "mirrored",

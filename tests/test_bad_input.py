@@ -67,8 +67,6 @@ CASES = [
     (["--solver=lbfgs", "--strategy=mirrored"], "--solver=lbfgs and "
      "newton_cg run on one device"),
     (["--input=disk"], "--input=disk"),
-    (["--input=stream", "--strategy=mirrored"], "--input=stream trains "
-     "on one device for now; drop --strategy"),
     (["--data_dir={idx}", "--dataset=no_such_set"],
      "dataset 'no_such_set' not found: no prepared TFDS 'no_such_set' in "
      "{idx}"),

@@ -103,6 +103,29 @@ def test_mirrored_on_two_cpu_devices_equals_one_device(idx, one_device,
                                          "replicas": 2}
 
 
+@pytest.mark.parametrize("case", ["softmax-full", "sigmoid-mini"])
+def test_mirrored_streamed_input_equals_one_device(idx, one_device, tmp_path,
+                                                  case, monkeypatch):
+  # Blocks of 256 rows: each replica's 499 or 500 rows stream in two.
+  from logreg_tf.data import streamed
+  monkeypatch.setattr(streamed, "BLOCK_BYTES", 784 * 256)
+  result = train(*_flags(idx, tmp_path, case), "--strategy=mirrored",
+                 "--cpu_devices=2", "--input=stream")
+  assert result.returncode == 0, result.stderr[-2000:]
+  assert "input: stream (--input=stream" in result.stderr
+  assert_matches(one_device(case), tmp_path)
+
+
+@pytest.mark.process
+@pytest.mark.parametrize("case", ["softmax-full", "sigmoid-mini"])
+def test_two_workers_on_streamed_input_equal_one_device(idx, one_device,
+                                                        tmp_path, case):
+  result = run_launcher(*_flags(idx, tmp_path, case), "--input=stream")
+  assert result.returncode == 0, result.stdout[-3000:]
+  assert "input: stream (--input=stream" in result.stdout
+  assert_matches(one_device(case), tmp_path)
+
+
 @pytest.mark.process
 @pytest.mark.parametrize("case", CASES)
 def test_two_workers_equal_one_device(idx, one_device, tmp_path, case):

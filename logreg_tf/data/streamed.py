@@ -56,6 +56,20 @@ class StreamedSplit:
     # a streamed block is cut as the in-memory matrix is.
     self.block_rows = max(multiple, rows // multiple * multiple)
     self._fd = None  # the mapped file, for pread
+    self._first = 0  # of the source's rows, when index is None
+
+  def part(self, start: int, end: int) -> "StreamedSplit":
+    """Rows [start, end) of this split, as a split of their own (a
+    replica's shard)."""
+    out = StreamedSplit.__new__(StreamedSplit)
+    out.__dict__.update(self.__dict__)
+    out._fd = None
+    out.num_examples = end - start
+    if self.index is None:
+      out._first = self._first + start
+    else:
+      out.index = self.index[start:end]
+    return out
 
   @property
   def shape(self) -> Tuple[int, int]:
@@ -66,6 +80,7 @@ class StreamedSplit:
     all of the split's rows in order are read with one pread (no page of
     the mapping is touched); a selection by mapping, in file order."""
     if self.index is None:
+      start, end = start + self._first, end + self._first
       path = getattr(self.images, "filename", None)
       if path is None:
         return np.array(self.images[start:end])
@@ -84,8 +99,8 @@ class StreamedSplit:
 
   def take(self, positions: np.ndarray) -> np.ndarray:
     """uint8 rows at `positions` of the split, in that order (a copy)."""
-    if self.index is not None:
-      positions = self.index[positions]
+    positions = (positions + self._first if self.index is None
+                 else self.index[positions])
     # In file order, a window of the mapping at a time, then put back.
     order = np.argsort(positions, kind="stable")
     out = aligned((len(positions), self.features))

@@ -128,7 +128,7 @@ class ReplicatedSteps:
           g = first + k % local
           idx = order[start + g * size // replicas:
                       start + (g + 1) * size // replicas]
-          return tf.gather(x, idx), tf.gather(y, idx)
+          return self._rows_of(x, idx), tf.gather(y, idx)
 
         return tf.data.Dataset.range(math.ceil(n / b) * local).map(
             rows, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
@@ -137,6 +137,10 @@ class ReplicatedSteps:
           epoch_elements).prefetch(tf.data.AUTOTUNE)
 
     return self.strategy.distribute_datasets_from_function(dataset_fn)
+
+  def _rows_of(self, x, idx):
+    """The rows of X at `idx`, in the input pipeline."""
+    return tf.gather(x, idx)
 
   def _iterator(self, x, y, epoch: int):
     """The run's input iterator, positioned at `epoch` (made again only
@@ -153,10 +157,14 @@ class ReplicatedSteps:
     """On one replica: its part of the gradient (its sums / b, L2 on
     replica 0), summed across replicas by the optimizer, and the global
     objective before the update."""
+    return self._replica_apply(gradient_sums(
+        self.model, self.head, row_blocks(x, y, self.block_rows)), inv_b)
+
+  def _replica_apply(self, sums, inv_b):
+    """_replica_step from this replica's sums over its rows."""
     ctx = tf.distribute.get_replica_context()
-    sums = gradient_sums(self.model, self.head,
-                         row_blocks(x, y, self.block_rows))
-    first = tf.cast(tf.equal(ctx.replica_id_in_sync_group, 0), x.dtype)
+    first = tf.cast(tf.equal(ctx.replica_id_in_sync_group, 0),
+                    sums.kernel.dtype)
     loss, grads = normalised(
         sums._replace(loss=ctx.all_reduce(SUM, sums.loss)), inv_b,
         self.model, self.l2, penalty_weight=first)
@@ -190,7 +198,7 @@ class ReplicatedSteps:
   def _minibatch_epoch(self, x, y, epoch: int) -> EpochResult:
     n, b = int(x.shape[0]), self.batch_size
     sizes = tf.constant([min(b, n - start) for start in range(0, n, b)],
-                        x.dtype)
+                        tf.float32)
     taken, total = self._loop(self._iterator(x, y, epoch), sizes)
     ok = tf.logical_and(tf.math.is_finite(total), weights_finite(self.model))
     return EpochResult(total / n, taken, ok)
