@@ -26,7 +26,6 @@ import sys
 import tempfile
 import time
 
-import numpy as np
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NAME, VERSION = "scale_digits", "1.0.0"

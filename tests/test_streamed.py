@@ -4,7 +4,6 @@ by block from the decoded files, in bounded memory."""
 import dataclasses
 import json
 import os
-import sys
 import textwrap
 import time
 
@@ -13,7 +12,7 @@ import pytest
 import tensorflow as tf
 
 from logreg_tf import data, loop
-from logreg_tf.config import RunConfig, Storage
+from logreg_tf.config import RunConfig
 from logreg_tf.data import streamed
 from logreg_tf.data.dataset import Rows
 from logreg_tf.errors import UserError

@@ -32,7 +32,6 @@ BLOCK_BYTES = 4 << 20
 # Random rows are read through the mapping a window of this many bytes at
 # a time (StreamedSplit._gather).
 WINDOW_BYTES = 64 << 20
-INPUTS = ("auto", "memory", "stream")
 
 
 class StreamedSplit:
