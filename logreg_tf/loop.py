@@ -244,6 +244,24 @@ class Run:
             "converged": None}
 
 
+def load_in_turn(config: RunConfig, storage: Storage, placement=None):
+  """The dataset with its classes selected. In a cluster of workers reading
+  TFDS through a cache, the chief loads first, decoding what the cache
+  lacks, and the others after it: where they share its cache directory (one
+  machine, a shared file system) they map the chief's decoded files instead
+  of decoding the same splits again; elsewhere each decodes its own."""
+  if (placement is None or placement.num_workers < 2 or storage.idx_dir
+      or not storage.cache_dir):
+    return data.load_selected(config.data, storage)
+  from logreg_tf.distributed.cluster import Collectives
+  dataset = (data.load_selected(config.data, storage) if placement.is_chief
+             else None)
+  if not placement.is_chief:
+    logging.info("data: waiting for the chief to load the data first")
+  Collectives(placement.strategy).agree(True)  # the chief has its splits
+  return dataset or data.load_selected(config.data, storage)
+
+
 def train_and_evaluate(config: RunConfig, storage: Storage = Storage(),
                        stop: Optional[StopRequest] = None,
                        placement=None) -> Dict[str, float]:
@@ -256,7 +274,7 @@ def train_and_evaluate(config: RunConfig, storage: Storage = Storage(),
   `placement` (distributed.placement.place), trains on its strategy's
   replicas; in a cluster only the chief writes --model_dir.
   """
-  dataset = data.load_selected(config.data, storage)
+  dataset = load_in_turn(config, storage, placement)
   info = dataset.info
   record = dataset_record(dataset) if storage.model_dir else None
   input_mode = data.choose_input(storage.input, dataset)

@@ -127,6 +127,27 @@ def test_two_workers_on_streamed_input_equal_one_device(idx, one_device,
 
 
 @pytest.mark.process
+@pytest.mark.real_data
+def test_the_chief_decodes_once_for_workers_sharing_its_cache(
+    shared_tfds_dir, tmp_path):
+  result = run_launcher(f"--data_dir={shared_tfds_dir}",
+                        f"--cache_dir={tmp_path / 'cache'}",
+                        "--input=stream", "--num_epochs=1",
+                        "--train_split=train[:3000]", "--test_split=test[:500]")
+  assert result.returncode == 0, result.stdout[-3000:]
+  lines = result.stdout.splitlines()
+  by = lambda worker, text: [l for l in lines
+                             if l.startswith(worker) and text in l]
+  # Worker 1 waited, then mapped what the chief decoded: TFDS read each
+  # split once, in the chief.
+  assert by("[w1]", "waiting for the chief to load the data first")
+  assert len(by("[w1]", "split from the cache")) == 2
+  assert not by("[w0]", "split from the cache")
+  assert len(by("[w0]", "Constructing tf.data.Dataset mnist")) == 2
+  assert not by("[w1]", "Constructing tf.data.Dataset")
+
+
+@pytest.mark.process
 @pytest.mark.parametrize("case", CASES)
 def test_two_workers_equal_one_device(idx, one_device, tmp_path, case):
   result = run_launcher(*_flags(idx, tmp_path, case))
