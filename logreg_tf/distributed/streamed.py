@@ -13,14 +13,15 @@ file:
 - Evaluation: each replica's shard by blocks, the sums all-reduced.
 """
 
-import numpy as np
 import tensorflow as tf
 
-from logreg_tf.data.streamed import StreamedSplit, to_float
+from logreg_tf.data import pixels_to_float32
+from logreg_tf.data.streamed import StreamedSplit
 from logreg_tf.distributed.replicated import (SUM, ReplicatedSteps,
                                               first_result, shard_bounds)
 from logreg_tf.steps import (EpochResult, EvalResult, GradientSums,
-                             gradient_sums, row_blocks, weights_finite)
+                             weights_finite)
+from logreg_tf.streamed_steps import block_metrics, block_sums
 
 
 class StreamedReplicatedSteps(ReplicatedSteps):
@@ -29,12 +30,11 @@ class StreamedReplicatedSteps(ReplicatedSteps):
   def __init__(self, strategy, model, head, optimizer, **kwargs):
     super().__init__(strategy, model, head, optimizer, **kwargs)
     fn = lambda f: tf.function(f, autograph=False)  # noqa: E731
-    self._block_sums = fn(lambda x, y: gradient_sums(
-        self.model, self.head, [(to_float(xb), yb) for xb, yb in row_blocks(
-            x, y, self.block_rows)]))
+    self._block_sums = fn(lambda x, y: block_sums(
+        self.model, self.head, x, y, self.block_rows))
     self._block_metrics = fn(lambda x, y: [
         tf.cast(m, tf.float64)
-        for m in self.head.metrics(self.model(to_float(x)), y)])
+        for m in block_metrics(self.model, self.head, x, y)])
     self._apply_sums = fn(lambda sums, inv_n: first_result(
         self.strategy, self.strategy.run(self._replica_apply,
                                          args=(sums, inv_n))))
@@ -50,9 +50,8 @@ class StreamedReplicatedSteps(ReplicatedSteps):
     if not isinstance(x, StreamedSplit):
       return super()._rows_of(x, idx)
 
-    def read(positions):
-      return x.take(positions).astype(np.float32) / np.float32(255)
-    rows = tf.numpy_function(read, [idx], tf.float32, stateful=False)
+    rows = tf.numpy_function(lambda i: pixels_to_float32(x.take(i)), [idx],
+                             tf.float32, stateful=False)
     return tf.ensure_shape(rows, [None, x.features])
 
   def _per_replica(self, x: StreamedSplit, fold, initial):

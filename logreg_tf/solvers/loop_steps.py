@@ -13,7 +13,7 @@ from absl import logging
 import tensorflow as tf
 
 from logreg_tf.solvers import SOLVERS
-from logreg_tf.solvers.objective import Objective
+from logreg_tf.solvers.objective import Objective, objective_for
 from logreg_tf.steps import EpochResult, EvalResult, evaluate
 
 
@@ -31,6 +31,7 @@ class SolverSteps:
         f"solver/{k}": v for k, v in self.solver.variables().items()}
     self._objective = None  # (x, its Objective)
     self._eval_compiled = tf.function(self._eval_step, autograph=False)
+    self._block_metrics = None  # compiled on a streamed split's first use
     self.eval_step = self._evaluate
 
   @property
@@ -40,11 +41,8 @@ class SolverSteps:
   def objective(self, x, y) -> Objective:
     """The objective on the training set (x, y), made once."""
     if self._objective is None or self._objective[0] is not x:
-      kind = Objective
-      if hasattr(x, "blocks"):  # a streamed training set
-        from logreg_tf.solvers.streamed import StreamedObjective as kind
-      self._objective = (x, kind(self.head, x, y, self.l2,
-                                 self.model.bias is not None))
+      self._objective = (x, objective_for(self.head, x, y, self.l2,
+                                          self.model.bias is not None))
     return self._objective[1]
 
   def _eval_step(self, x, y) -> EvalResult:
@@ -54,12 +52,11 @@ class SolverSteps:
     """eval_step, or block by block on a streamed split."""
     if not hasattr(x, "blocks"):
       return self._eval_compiled(x, y)
-    from logreg_tf.data.streamed import to_float
-    loss_sum, correct = 0.0, 0
-    for start, end, block in x.blocks():
-      part = self.head.metrics(self.model(to_float(block)), y[start:end])
-      loss_sum, correct = loss_sum + part[0], correct + part[1]
-    return EvalResult(loss_sum / x.num_examples, correct)
+    from logreg_tf.streamed_steps import block_metrics, evaluate_blocks
+    if self._block_metrics is None:
+      self._block_metrics = tf.function(lambda x, y: block_metrics(
+          self.model, self.head, x, y), autograph=False)
+    return evaluate_blocks(self._block_metrics, x, y)
 
   def train_epoch(self, x, y, epoch) -> EpochResult:
     del epoch  # full batch: nothing to shuffle

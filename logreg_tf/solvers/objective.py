@@ -268,13 +268,20 @@ def bound_of(grad, l2: float) -> Optional[float]:
   return float(tf.reduce_sum(tf.square(grad))) / (2 * l2)
 
 
+def objective_for(head, x, y, l2: float, use_bias: bool) -> Objective:
+  """The objective on the training set (x, y): x a tensor, or a streamed
+  split (data/streamed.py), whose products solvers/streamed.py reads from
+  the file."""
+  kind = Objective
+  if hasattr(x, "blocks"):
+    from logreg_tf.solvers.streamed import StreamedObjective as kind
+  return kind(head, x, y, l2, use_bias)
+
+
 def certify(model, head, x, y, l2: float) -> Certificate:
   """The certificate of a model's weights (any run's, SGD's too) on the
   training set (x, y); x a tensor, or a streamed split."""
   bias = model.bias
-  kind = Objective
-  if hasattr(x, "blocks"):
-    from logreg_tf.solvers.streamed import StreamedObjective as kind
-  return kind(head, x, y, l2, bias is not None).certificate(
+  return objective_for(head, x, y, l2, bias is not None).certificate(
       tf.convert_to_tensor(model.kernel),
       None if bias is None else tf.convert_to_tensor(bias))
