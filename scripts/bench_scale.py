@@ -129,8 +129,7 @@ def scale(mnist, quick=False, sizes=(60_000, 600_000, 3_000_000),
                             dir=os.path.join(REPO, "bench-results"))
     try:
       data_dir, cache_dir, written = _prepare(root, mnist, rows)
-      need = streamed.float32_bytes((rows, 784),
-                                    (len(mnist.test_labels), 784))
+      need = 4 * 784 * (rows + len(mnist.test_labels))
       entry = {"rows": rows, "float32_gb": need / 1e9,
                "uint8_gb": rows * 784 / 1e9, "write_s": written, "runs": {}}
       for batch in batches:

@@ -80,15 +80,12 @@ def load_validation(spec: DataSpec, validation_split: str, storage,
           to_labels(held_out.train_labels))
 
 
-def choose_input(requested: str, data: Dataset,
-                 validation_rows: int = 0) -> str:
+def choose_input(requested: str, data: Dataset) -> str:
   """'memory' or 'stream' for --input=`requested` (data/streamed.py): the
   in-memory path when its float32 matrices fit the budget."""
   from logreg_tf.data import streamed
-  features = data.info.num_features
-  need = streamed.float32_bytes(
-      *((n, features) for n in (len(data.train_labels),
-                                len(data.test_labels), validation_rows)))
+  need = 4 * data.info.num_features * (len(data.train_labels)
+                                       + len(data.test_labels))
   budget = streamed.memory_budget()
   mode = streamed.choose(requested, need, budget)
   logging.info("input: %s (--input=%s; the splits are %.2f GB as float32, "
@@ -193,6 +190,26 @@ def to_labels(labels: np.ndarray):
   return tf.identity(tf.constant(labels, tf.int64))
 
 
+def aligned(shape, dtype=np.uint8) -> np.ndarray:
+  """An uninitialised array at a 64-byte aligned address, which TensorFlow
+  adopts through DLPack without a copy."""
+  dtype = np.dtype(dtype)
+  size = int(np.prod(shape)) * dtype.itemsize
+  raw = np.empty(size + 64, np.uint8)
+  offset = -raw.ctypes.data % 64
+  return raw[offset:offset + size].view(dtype).reshape(shape)
+
+
+def pixels_to_float32(pixels: np.ndarray, out=None) -> np.ndarray:
+  """uint8 pixels -> float32 k / 255 (into `out` when given): exact, every
+  uint8 is a float32, then the division correctly rounded, as in TF."""
+  if out is None:
+    out = np.empty(pixels.shape, np.float32)
+  out[...] = pixels
+  out /= np.float32(255)
+  return out
+
+
 def to_features(images: np.ndarray):
   """uint8 pixels -> float32 in [0, 1], made once, without a second copy.
 
@@ -204,14 +221,10 @@ def to_features(images: np.ndarray):
   """
   import tensorflow as tf
   images = np.ascontiguousarray(images)
-  raw = np.empty(images.size * 4 + 64, np.uint8)
-  offset = -raw.ctypes.data % 64
-  features = raw[offset:offset + images.size * 4].view(np.float32).reshape(
-      images.shape)
+  features = aligned(images.shape, np.float32)
 
   def convert(rows):
-    features[rows] = images[rows]  # exact: every uint8 is a float32
-    features[rows] /= np.float32(255)  # correctly rounded, as in TF
+    pixels_to_float32(images[rows], features[rows])
 
   # Writing 188 MB of fresh memory is mostly page faults: spread them, and
   # the conversion, over the cores (NumPy releases the GIL for both).

@@ -20,6 +20,7 @@ from typing import Iterator, Optional, Tuple
 import numpy as np
 import tensorflow as tf
 
+from logreg_tf.data import aligned, pixels_to_float32
 from logreg_tf.data.dataset import Rows
 from logreg_tf.errors import UserError
 
@@ -153,8 +154,7 @@ class StreamedSplit:
 
   def sample(self, limit: int) -> np.ndarray:
     """The first `limit` rows as float32 (the figures' sample)."""
-    return self.rows(0, min(limit, self.num_examples)).astype(
-        np.float32) / np.float32(255)
+    return pixels_to_float32(self.rows(0, min(limit, self.num_examples)))
 
 
 def prefetched(items, read, use):
@@ -170,15 +170,6 @@ def prefetched(items, read, use):
       if i + 1 < len(items):
         pending = pool.submit(read, items[i + 1])
       yield use(item, rows)
-
-
-def aligned(shape) -> np.ndarray:
-  """An uninitialised uint8 array at a 64-byte aligned address, which
-  TensorFlow can adopt without a copy (to_device)."""
-  size = int(np.prod(shape))
-  raw = np.empty(size + 64, np.uint8)
-  offset = -raw.ctypes.data % 64
-  return raw[offset:offset + size].reshape(shape)
 
 
 def to_device(rows: np.ndarray) -> tf.Tensor:
@@ -204,11 +195,6 @@ def to_float(pixels) -> tf.Tensor:
     with tf.init_scope():
       _SCALE = tf.Variable(255.0, trainable=False, name="pixel_scale")
   return tf.cast(pixels, tf.float32) / _SCALE
-
-
-def float32_bytes(*counts_and_features) -> int:
-  """Bytes of the float32 matrices of (rows, features) pairs."""
-  return sum(4 * n * d for n, d in counts_and_features)
 
 
 def _meminfo_available() -> Optional[int]:
