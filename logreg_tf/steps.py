@@ -214,11 +214,16 @@ class Steps:
 
     def step(i, total):
       batch = batches[i]
-      loss = self._train_step(tf.gather(x, batch), tf.gather(y, batch))
+      loss = self._train_step(self._batch_rows(x, batch),
+                              tf.gather(y, batch))
       return i + 1, total + loss * size
 
     i, total = tf.while_loop(more, step, (tf.constant(0), tf.constant(0.0)))
     return total, i
+
+  def _batch_rows(self, x, batch):
+    """The features of the rows `batch` of x, for a step."""
+    return tf.gather(x, batch)
 
   def _minibatch_epoch(self, x, y, epoch) -> EpochResult:
     """Shuffled mini-batches, the last partial one kept.

@@ -6,16 +6,17 @@ training set read block by block instead of held as one float32 matrix.
   over the split, then divided by N and applied once: one SGD step per
   epoch, as in memory.
 - Mini-batch: the epoch's order is the in-memory path's (the same op and
-  seed); its batches go in chunks of whole batches: a chunk's rows are read
-  from the file in that order, made float32 on the device, and the same
-  XLA-compiled loop of SGD steps runs over them. The weights follow the
-  in-memory run's step for step.
+  seed); its batches go in groups of whole batches: a group's rows are read
+  from the file at once, in file order (GROUP_BYTES), and the in-memory
+  path's XLA-compiled loop of SGD steps runs over them, gathering each
+  batch's rows in the shuffled order and making them float32 on the
+  device. The weights follow the in-memory run's step for step.
 - Evaluation sums the loss and the correct predictions block by block.
 
 The file's uint8 pixels go to the device as they are; each compiled
 function makes them float32 where it uses them (data/streamed.to_float),
 so no float32 copy of a whole block is made ahead of the computation.
-The next block or chunk is read from the file while the device computes.
+The next block or group is read from the file while the device computes.
 """
 
 from typing import Optional
@@ -28,6 +29,10 @@ from logreg_tf.data.streamed import (StreamedSplit, prefetched, to_device,
 from logreg_tf.steps import (EpochResult, EvalResult, GradientSums, Steps,
                              gradient_sums, normalised, row_blocks,
                              weights_finite)
+
+# Mini-batch: the rows of this many bytes of batches are read at once (a
+# thread reads the next group meanwhile: twice this in memory).
+GROUP_BYTES = 128 << 20
 
 
 def block_sums(model, head, x, y, pieces: Optional[int]) -> GradientSums:
@@ -53,6 +58,14 @@ def evaluate_blocks(metrics, x: StreamedSplit, y) -> EvalResult:
   return EvalResult(loss_sum / x.num_examples, correct)
 
 
+def _in_file_order(positions: np.ndarray):
+  """(positions ascending, where each of `positions` is among them)."""
+  ascending = np.argsort(positions, kind="stable")
+  at = np.empty_like(ascending)
+  at[ascending] = np.arange(len(positions))
+  return positions[ascending], at
+
+
 class StreamedSteps(Steps):
   """steps.StepFunctions whose x arguments are StreamedSplits (y: the
   labels, a tensor)."""
@@ -68,18 +81,20 @@ class StreamedSteps(Steps):
     # of 5,348 MNIST rows, against 1.7 ms for the float32 matrix's step
     # and 3.1 ms for the same ops unfused).
     pieces = max(1, block_rows // 2) if block_rows else None
+    # The sums so far plus a block's: one call a block.
     self._block_sums = tf.function(
-        lambda x, y: block_sums(self.model, self.head, x, y, pieces),
+        lambda x, y, total: GradientSums(*(
+            a + b for a, b in zip(total, block_sums(self.model, self.head,
+                                                     x, y, pieces)))),
         jit_compile=True, autograph=False)
+    self._label_blocks = (None, None, [])
     self._apply_sums = fn(self._apply)
     self._block_metrics = fn(lambda x, y: block_metrics(self.model,
                                                         self.head, x, y))
     self._last_batch = fn(lambda x, y: self._train_step(to_float(x), y))
-    # A chunk made float32 once, then the in-memory path's XLA loop of steps
-    # over it: its steps are those of the in-memory run, bit for bit.
-    self._chunk_loop = tf.function(
-        lambda x, y, batches: self._full_batches(to_float(x), y, batches),
-        jit_compile=True, autograph=False)
+    # The in-memory path's XLA loop of steps over a group's uint8 rows.
+    self._group_loop = tf.function(self._full_batches, jit_compile=True,
+                                   autograph=False)
     self._order = fn(lambda n, seed: tf.random.experimental.stateless_shuffle(
         tf.range(n), seed=seed))
     # Steps made these tf.functions over tensors; here they are Python
@@ -88,6 +103,9 @@ class StreamedSteps(Steps):
     self.eval_step = self._eval_blocks
     self.train_epoch_and_eval = lambda x, y, epoch, x_test, y_test: (
         self._train_epoch(x, y, epoch), self._eval_blocks(x_test, y_test))
+
+  def _batch_rows(self, x, batch):
+    return to_float(tf.gather(x, batch))
 
   def _apply(self, sums: GradientSums, n):
     loss, grads = normalised(sums, 1.0 / tf.cast(n, tf.float32), self.model,
@@ -102,13 +120,21 @@ class StreamedSteps(Steps):
     return self._minibatches(x, y, epoch)
 
   def _full_batch(self, x: StreamedSplit, y) -> EpochResult:
-    total = None
-    for start, end, block in x.blocks():
-      part = self._block_sums(block, y[start:end])
-      total = part if total is None else GradientSums(
-          *(a + b for a, b in zip(total, part)))
+    kernel = self.model.kernel
+    total = GradientSums(tf.constant(0.0),
+                         tf.zeros([kernel.shape[1], kernel.shape[0]]),
+                         tf.zeros([kernel.shape[1]]))
+    for (_, _, block), labels in zip(x.blocks(), self._labels(x, y)):
+      total = self._block_sums(block, labels, total)
     loss, ok = self._apply_sums(total, x.num_examples)
     return EpochResult(loss, tf.constant(1), ok)
+
+  def _labels(self, x: StreamedSplit, y):
+    """y cut as x's blocks are (kept: the same every epoch)."""
+    bounds = x.bounds()
+    if self._label_blocks[0] is not y or self._label_blocks[1] != bounds:
+      self._label_blocks = (y, bounds, [y[s:e] for s, e in bounds])
+    return self._label_blocks[2]
 
   def _minibatches(self, x: StreamedSplit, y, epoch) -> EpochResult:
     n, b = x.num_examples, self.batch_size
@@ -116,15 +142,20 @@ class StreamedSteps(Steps):
     seed = tf.stack([tf.constant(self.seed, tf.int64),
                      tf.cast(epoch, tf.int64)])
     order = self._order(n, seed).numpy()
-    per_chunk = max(1, x.block_rows // b) * b
-    chunks = [order[s:min(s + per_chunk, full * b)]
-              for s in range(0, full * b, per_chunk)]
+    # The rows of a group of batches are read from the file at once, in
+    # file order: each read maps (and then unmaps) the file's pages once,
+    # whatever the number of rows. The compiled loop of SGD steps then
+    # gathers each batch's rows from the group in the shuffled order and
+    # makes them float32: the in-memory run's steps, bit for bit.
+    per_group = max(1, GROUP_BYTES // (b * x.features)) * b
     total, taken = tf.constant(0.0), tf.constant(0)
-    for block, labels in prefetched(
-        chunks, x.take, lambda chunk, rows: (to_device(rows),
-                                             tf.gather(y, chunk))):
-      batches = tf.reshape(tf.range(tf.shape(labels)[0]), [-1, b])
-      part, steps = self._chunk_loop(block, labels, batches)
+    for (positions, at), rows in prefetched(
+        [_in_file_order(order[s:min(s + per_group, full * b)])
+         for s in range(0, full * b, per_group)],
+        lambda group: x.take_in_order(group[0]), lambda g, rows: (g, rows)):
+      part, steps = self._group_loop(to_device(rows),
+                                     tf.gather(y, positions),
+                                     tf.reshape(at, [-1, b]))
       total, taken = total + part, taken + steps
       if not np.isfinite(float(total)):
         break

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from logreg_tf import data, loop
+from logreg_tf import data, loop, streamed_steps
 from logreg_tf.config import RunConfig
 from logreg_tf.data import streamed
 from logreg_tf.data.dataset import Rows
@@ -47,8 +47,9 @@ def _weights_of(config, storage):
 def test_streamed_run_equals_the_in_memory_run(decoded, monkeypatch,
                                                batch_size, classes):
   # Blocks of 2 x 2,674 rows: MNIST's 60,000 rows stream in 12 blocks, and
-  # the mini-batches in chunks of 5 batches, with a partial last chunk.
+  # the mini-batches in groups of 7 batches, with a partial last group.
   monkeypatch.setattr(streamed, "BLOCK_BYTES", 784 * 6000)
+  monkeypatch.setattr(streamed_steps, "GROUP_BYTES", 784 * 7000)
   config = RunConfig(num_epochs=2, learning_rate=0.1, batch_size=batch_size,
                      classes=classes, seed=3)
   memory = _weights_of(config, dataclasses.replace(decoded, input="memory"))
@@ -67,6 +68,7 @@ def test_streamed_run_equals_the_in_memory_run(decoded, monkeypatch,
 def test_stopped_streamed_run_resumes_bitwise(decoded, tmp_path,
                                               monkeypatch):
   monkeypatch.setattr(streamed, "BLOCK_BYTES", 784 * 6000)
+  monkeypatch.setattr(streamed_steps, "GROUP_BYTES", 784 * 6000)
   storage = dataclasses.replace(decoded, input="stream",
                                 checkpoint_every=1)
   config = RunConfig(num_epochs=3, learning_rate=0.1, batch_size=700,
