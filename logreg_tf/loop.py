@@ -196,8 +196,6 @@ class Run:
       display = c.is_display_epoch(epoch)
       with self.cluster.failures(epoch, out):
         result, test = run_epoch(self.steps, self.tensors, epoch, display)
-        stopping = self.cluster.stop_asked(
-            self.stop is not None and self.stop.signum is not None)
       if not result.finite:
         raise self._diverged(epoch, result)
       self.train_loss.assign(result.loss)
@@ -210,6 +208,12 @@ class Run:
       saved = out.save_due(epoch, last)
       if saved:
         out.save(epoch)
+      # In a cluster the workers meet here, after the epoch's own work (the
+      # chief's log, figures and checkpoint: a slow disk waits here, under
+      # the longer bound, not in the next epoch's steps).
+      with self.cluster.failures(epoch, out):
+        stopping = self.cluster.stop_asked(
+            self.stop is not None and self.stop.signum is not None)
       if stopping:
         raise self._stopped(epoch, saved)
       if last:

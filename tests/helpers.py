@@ -317,9 +317,9 @@ def run_launcher(*args, workers=2, timeout=240, env=None):
                     timeout=timeout, stderr=subprocess.STDOUT)
 
 
-def start_launcher(log_path, *args, workers=2):
+def start_launcher(log_path, *args, workers=2, env=None):
   """The launcher without waiting; its output goes to `log_path`."""
-  env = _env()
+  env = _env(**(env or {}))
   with open(log_path, "w") as log:
     return start_python(_launcher_argv(workers, args, env), env,
                         stdout=log, stderr=subprocess.STDOUT)

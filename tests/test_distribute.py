@@ -186,7 +186,7 @@ def _long_flags(idx, model_dir, epochs=400):
 # Stopped runs: (epochs, flags) in full batch, and in mini-batch (10 steps
 # an epoch, the last of 99 rows, shards of 49/50). The stop follows ckpt-40
 # within an epoch or two: mini-batch has 200 steps to spare.
-STOP_MODES = {"full": (200, []), "mini": (60, ["--batch_size=100"])}
+STOP_MODES = {"full": (240, []), "mini": (60, ["--batch_size=100"])}
 
 
 @pytest.fixture(scope="module")
@@ -229,6 +229,33 @@ def _stop(proc, log, how):
       os.kill(pid, signal.SIGKILL)
     proc.wait(timeout=60)
     assert "exit codes [-9, -9]" in log.read_text()
+  elif how.startswith("a step of worker"):
+    # The hook (_hang) holds worker 1's step after its checkpoint; its
+    # process answers, so only the collective's bound finds it.
+    wait_for(lambda: "never returns" in log.read_text(), proc, "the hang")
+    hung = time.monotonic()
+    wait_for(lambda: _error_line(log, 0), proc, "worker 0's line",
+             timeout=3 * FROZEN_TIMEOUT + 30)
+    elapsed = time.monotonic() - hung
+    try:
+      proc.wait(timeout=6 * FROZEN_TIMEOUT)  # worker 1 ends itself
+    finally:
+      if proc.poll() is None:
+        for pid in worker_pids(log):
+          _kill(pid)
+        proc.wait(timeout=60)
+    text = log.read_text()
+    print(f"a step of worker 1 never returns: the line came after "
+          f"{elapsed:.1f} s")
+    assert elapsed <= 3 * FROZEN_TIMEOUT, (elapsed, text[-3000:])
+    line = _error_line(log, 0)
+    assert "worker 0: no progress from worker 1 at 127.0.0.1:" in line, (
+        text[-3000:])
+    assert "/ckpt-" in line and "start every worker again to resume" in line
+    own = _error_line(log, 1)
+    assert own and "no progress from worker 1 (this worker)" in own, (
+        text[-3000:])
+    assert "exit codes [5, 5]" in text, text[-3000:]
   else:  # SIGSTOP of worker N
     frozen = int(how.rsplit(" ", 1)[1])
     survivor, pid = 1 - frozen, worker_pids(log)[frozen]
@@ -254,7 +281,36 @@ def _stop(proc, log, how):
 
 
 STOPS = ("SIGTERM to the launcher", "SIGKILL to every worker",
-         "SIGSTOP of worker 1", "SIGSTOP of worker 0")
+         "SIGSTOP of worker 1", "SIGSTOP of worker 0",
+         "a step of worker 1 that never returns")
+
+
+def _kill(pid):
+  try:
+    os.kill(pid, signal.SIGKILL)
+  except ProcessLookupError:
+    pass
+
+
+def _hang(tmp_path, after_epoch):
+  """Environment whose hook holds worker 1's step after `after_epoch`
+  without end (its threads still answer)."""
+  hook = tmp_path / "hang"
+  hook.mkdir(exist_ok=True)
+  (hook / "sitecustomize.py").write_text(
+      "import json, os, threading\n"
+      "if json.loads(os.environ.get('TF_CONFIG', '{}')).get('task', {})"
+      ".get('index') == 1:\n"
+      "  from logreg_tf import loop\n"
+      "  run_epoch = loop.run_epoch\n"
+      "  def held(steps, tensors, epoch, display):\n"
+      f"    if epoch > {after_epoch}:\n"
+      "      print(f'hook: the step of epoch {epoch} never returns',"
+      " flush=True)\n"
+      "      threading.Event().wait()\n"
+      "    return run_epoch(steps, tensors, epoch, display)\n"
+      "  loop.run_epoch = held\n")
+  return {"PYTHONPATH": str(hook)}
 
 
 @pytest.mark.process
@@ -268,8 +324,9 @@ def test_stopped_killed_and_frozen_workers_resume_bitwise(idx, uninterrupted,
            f"--worker_timeout={FROZEN_TIMEOUT}"]
   for i, how in enumerate(STOPS):
     log = tmp_path / f"launch-{i}.log"
-    proc = start_launcher(log, *flags)
     at = 40 * (i + 1)
+    proc = start_launcher(log, *flags, env=_hang(tmp_path, at)
+                          if how.startswith("a step") else None)
     wait_for(lambda: _saved(log, at), proc, f"ckpt-{at}")
     _stop(proc, log, how)
     assert not _saved(log, epochs), f"{how}: stopped too late"
@@ -330,27 +387,41 @@ def test_a_lost_worker_stops_the_other_within_a_minute(idx, tmp_path, lost):
 
 
 @pytest.mark.process
-def test_a_slow_first_phase_is_not_taken_for_a_frozen_worker(idx, tmp_path):
+def test_slow_phases_are_not_taken_for_a_stuck_worker(idx, tmp_path):
   # Worker 1 takes three --worker_timeout to load its data (as a first
-  # decode would) while worker 0 waits for it in the first collective.
+  # decode would) while worker 0 waits for it in the first collective, and
+  # the chief's save at epoch 20 takes as long (a slow disk) while worker 1
+  # waits for it: both longer than the steps' bound (2 x --worker_timeout),
+  # within their own.
   hook = tmp_path / "hook"
   hook.mkdir()
   (hook / "sitecustomize.py").write_text(
       "import json, os, time\n"
-      "if json.loads(os.environ.get('TF_CONFIG', '{}')).get('task', {})"
-      ".get('index') == 1:\n"
+      "index = json.loads(os.environ.get('TF_CONFIG', '{}')).get('task', {})"
+      ".get('index')\n"
+      "if index == 1:\n"
       "  from logreg_tf import data\n"
       "  load = data.load_selected\n"
       "  def slow(*a, **k):\n"
       "    print('hook: worker 1 loads its data late', flush=True)\n"
       f"    time.sleep({3 * FROZEN_TIMEOUT})\n"
       "    return load(*a, **k)\n"
-      "  data.load_selected = slow\n")
-  result = run_launcher(*_long_flags(idx, tmp_path / "run", epochs=20),
+      "  data.load_selected = slow\n"
+      "if index == 0:\n"
+      "  from logreg_tf.rundir import outputs\n"
+      "  save = outputs.ChiefOutputs.save\n"
+      "  def slow_save(self, epoch):\n"
+      "    if epoch == 20:\n"
+      "      print('hook: the chief saves slowly', flush=True)\n"
+      f"      time.sleep({3 * FROZEN_TIMEOUT})\n"
+      "    return save(self, epoch)\n"
+      "  outputs.ChiefOutputs.save = slow_save\n")
+  result = run_launcher(*_long_flags(idx, tmp_path / "run", epochs=40),
                         f"--worker_timeout={FROZEN_TIMEOUT}",
                         env={"PYTHONPATH": str(hook)})
   assert result.returncode == 0, result.stdout[-3000:]
   assert "[w1] hook: worker 1 loads its data late" in result.stdout
+  assert "[w0] hook: the chief saves slowly" in result.stdout
   assert "exit codes [0, 0]" in result.stdout
   assert "has not answered" not in result.stdout
 

@@ -7,20 +7,26 @@ alone reads and writes --model_dir. So that they stay in step:
   is broadcast to every worker;
 - `stop_asked`: after each epoch, a stop signal at any worker stops all of
   them after that same epoch;
-- `failures`: a collective that fails (a worker lost) becomes one line
-  naming the worker and the last good checkpoint.
+- `failures`: a collective that fails (a worker lost, frozen or stuck)
+  becomes one line naming the worker and the last good checkpoint.
 The collectives are all-reduces over the strategy's replicas. With one
 worker (mirrored devices) each of these passes through, as loop.OneProcess.
+How long each waits for the others (placement.STEP_BOUND, PHASE_BOUND): the
+first ones, while workers may still be loading their data, without bound;
+`stop_asked`, after each epoch's own work, PHASE_BOUND; the steps' own
+all-reduces, the strategy's STEP_BOUND.
 """
 
 import contextlib
 import json
+import time
 from typing import Optional
 import zlib
 
 from absl import logging
 import tensorflow as tf
 
+from logreg_tf.distributed.placement import PHASE_BOUND
 from logreg_tf.distributed.replicated import SUM, first_result
 from logreg_tf.errors import StorageError, UserError
 from logreg_tf.rundir.workdir import ModelDir
@@ -36,21 +42,24 @@ class Collectives:
     self._broadcast = tf.function(self._broadcast_from_first,
                                   autograph=False)
 
-  def _sum_over_replicas(self, value):
+  def _sum_over_replicas(self, value, timeout):
     # tf.identity puts the input on the replica's device, which the
     # all-reduce takes for its destination.
+    options = _waiting(timeout)
     return first_result(self.strategy, self.strategy.run(
         lambda v: tf.distribute.get_replica_context().all_reduce(
-            SUM, tf.identity(v)), args=(value,)))
+            SUM, tf.identity(v), options=options), args=(value,)))
 
-  def agree(self, flag: bool) -> bool:
-    """True on every worker when any worker passes True."""
-    return float(self._sum(tf.constant(float(flag), tf.float64))) > 0
+  def agree(self, flag: bool, timeout: float = 0) -> bool:
+    """True on every worker when any worker passes True. Each collective
+    here waits for the others `timeout` seconds (0: without bound)."""
+    return float(self._sum(tf.constant(float(flag), tf.float64),
+                           float(timeout))) > 0
 
   def same_everywhere(self, number: int) -> bool:
     """Whether every replica passed the same integer (< 2**40)."""
     number %= 2 ** 40
-    total = float(self._sum(tf.constant(float(number), tf.float64)))
+    total = float(self._sum(tf.constant(float(number), tf.float64), 0.0))
     return total == float(number) * self.replicas
 
   def _broadcast_from_first(self, values):
@@ -59,7 +68,7 @@ class Collectives:
       first = tf.equal(ctx.replica_id_in_sync_group, 0)
       # x + 0 + ... + 0 is x to the bit: the sum is a broadcast.
       return ctx.all_reduce(SUM, [tf.where(first, v, tf.zeros_like(v))
-                                  for v in values])
+                                  for v in values], options=_waiting(0))
     return first_result(self.strategy,
                         self.strategy.run(replica_fn, args=(values,)))
 
@@ -75,6 +84,13 @@ class Collectives:
       variable.assign(tf.cast(out, value.dtype))
 
 
+def _waiting(timeout: float):
+  """Options for an all-reduce that waits `timeout` s for the others (0:
+  without bound) instead of the strategy's step bound."""
+  return tf.distribute.experimental.CommunicationOptions(
+      timeout_seconds=timeout)
+
+
 class Together:
   """The collective side of one run under a placement (placement.py)."""
 
@@ -84,6 +100,9 @@ class Together:
     self._steps = steps
     self._model_dir = model_dir
     self._collectives = Collectives(placement.strategy)
+    self._watchdog = placement.watchdog if self._placement else None
+    self._phase_bound = (PHASE_BOUND * self._watchdog.timeout
+                         if self._watchdog else 0)
 
   @property
   def saved_elsewhere(self) -> Optional[str]:
@@ -118,19 +137,29 @@ class Together:
 
   def stop_asked(self, here: bool) -> bool:
     """A stop signal here, or (in a cluster) at any worker."""
-    return self._collectives.agree(here) if self._placement else here
+    return (self._collectives.agree(here, self._phase_bound)
+            if self._placement else here)
 
   @contextlib.contextmanager
   def failures(self, epoch: int, outputs=None):
     """In a cluster, a failed collective becomes WorkerError naming the
     last checkpoint of `outputs` (the chief's), or of --model_dir."""
+    began = time.monotonic()
+    if self._watchdog:  # what it says if the others leave this worker here
+      self._watchdog.phase = (began, epoch, lambda: (
+          outputs.latest if outputs is not None and outputs.saves
+          else self._last_checkpoint(None)))  # never waits for a save
     try:
       yield
     except tf.errors.OpError as e:
       if self._placement is None:
         raise
       raise self._placement.lost_worker(
-          e, epoch, self._last_checkpoint(outputs)) from e
+          e, epoch, self._last_checkpoint(outputs),
+          time.monotonic() - began) from e
+    finally:
+      if self._watchdog:
+        self._watchdog.phase = None
 
   def _last_checkpoint(self, outputs) -> Optional[str]:
     """The chief's newest checkpoint: its own record, or (on another

@@ -23,6 +23,14 @@ from logreg_tf.distributed.watchdog import Watchdog
 
 STRATEGIES = ("one_device", "mirrored", "multi_worker")
 
+# How long a worker waits in a collective for the others, in --worker_timeout:
+# in the steps, a peer that has not joined within STEP_BOUND is stuck (a step
+# that never returns); the collective after each epoch's own work (the
+# chief's log, figures and checkpoint, which may meet a slow disk) waits
+# PHASE_BOUND. Loading the data (a first decode may take hours) has no bound
+# but the watchdog's (a frozen process).
+STEP_BOUND, PHASE_BOUND = 2, 10
+
 
 @dataclasses.dataclass
 class Placement:
@@ -56,9 +64,12 @@ class Placement:
     return self.cluster.name if self.cluster else "the only worker"
 
   def lost_worker(self, error: Exception, epoch: int,
-                  checkpoint: Optional[str]) -> WorkerError:
-    """The one line for a collective that failed: which peer is frozen
-    (the watchdog's finding) or gone.
+                  checkpoint: Optional[str], waited: float = 0.0
+                  ) -> WorkerError:
+    """The one line for a collective that failed (after `waited` seconds):
+    which peer is frozen (the watchdog's finding), gone, or stuck (the
+    collective's bound passed while the peer still answers: the peers that
+    did not time out in it too).
 
     A peer killed a moment ago can still take connections while the kernel
     tears its process down (its collectives failed first), so the peers are
@@ -70,6 +81,9 @@ class Placement:
         self.cluster.peers)
     if not (frozen or gone) and self.watchdog:
       frozen = self.watchdog.find()  # a stopped process takes connections
+    if (not (frozen or gone) and self.watchdog and
+        isinstance(error, _deadline_exceeded())):
+      frozen = self.watchdog.stuck(f"{epoch}", waited)
     if not (frozen or gone) and self.cluster:
       gone = self._gone_peers()
     who = (f"no progress from {frozen.name} at {frozen.address} for "
@@ -88,6 +102,11 @@ class Placement:
       if gone or time.monotonic() > deadline:
         return gone
       time.sleep(0.25)
+
+
+def _deadline_exceeded():
+  import tensorflow as tf
+  return tf.errors.DeadlineExceededError
 
 
 class _QuietCollectives:
@@ -233,9 +252,12 @@ def place(name: str, cpu_devices: Optional[int] = None,
     tf_config = os.environ.get("TF_CONFIG")
   cluster = read_tf_config(tf_config)
   _configure_coordination(cluster, timeout)
+  # The steps' all-reduces (Keras's optimizer's included) take the
+  # strategy's options: their bound is STEP_BOUND; cluster.Collectives
+  # gives its own to the others.
   options = tf.distribute.experimental.CommunicationOptions(
       implementation=tf.distribute.experimental.CommunicationImplementation
-      .RING)
+      .RING, timeout_seconds=STEP_BOUND * timeout)
   if cluster.index == 0:
     _wait_for_peers(cluster, timeout)
   try:
@@ -244,7 +266,7 @@ def place(name: str, cpu_devices: Optional[int] = None,
   except (tf.errors.DeadlineExceededError, tf.errors.UnavailableError,
           tf.errors.AbortedError, tf.errors.InternalError) as e:
     raise _formed_or_error(cluster, timeout, e) from e
-  watchdog = Watchdog(cluster, timeout)
+  watchdog = Watchdog(cluster, timeout, STEP_BOUND * timeout)
   watchdog.start()
   _JOINED[:] = [watchdog]
   logging.info("multi_worker: %s of %d (%s), %d replicas in all",

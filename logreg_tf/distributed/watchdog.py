@@ -18,8 +18,18 @@ placement.lost_worker names the frozen peer. A peer that is slow but alive
 (decoding a dataset, tracing, writing a checkpoint to a slow disk) answers,
 and is never taken for frozen; a peer that is gone (refused connections) is
 the lost-worker case, which the collectives find by themselves.
+
+A worker whose process answers but whose step never returns (stuck in a
+read from a dead file system, a deadlock) is found by the collectives'
+bounds instead (placement.STEP_BOUND): its peers' all-reduce fails with
+DeadlineExceeded, and `stuck` names the peers that did not time out in it
+too (each worker that did says so in the coordination service's key-value
+store). The stuck worker's own thread ends its process once its peers have
+gone while its collective phase has lasted longer than the step bound.
 """
 
+import os
+import sys
 import threading
 import time
 from typing import NamedTuple, Optional
@@ -36,7 +46,7 @@ class Frozen(NamedTuple):
 class Watchdog:
   """Start once the strategy exists; `frozen` says what it found."""
 
-  def __init__(self, cluster, timeout: float):
+  def __init__(self, cluster, timeout: float, step_bound: float):
     self.cluster, self.timeout = cluster, timeout
     self._peers = [(name, address, _device(name))
                    for name, address in cluster.peers]
@@ -47,6 +57,10 @@ class Watchdog:
     self._state = {name: "ok" for name, _, _ in self._peers}  # ok/silent/gone
     self._thread = threading.Thread(target=self._watch, name="watchdog",
                                     daemon=True)
+    # Set by cluster.Together while this worker is in a collective phase:
+    # (when it began, its epoch, what to say if the others leave it there).
+    self.phase: Optional[tuple] = None
+    self.step_bound = step_bound
 
   def start(self) -> None:
     self._thread.start()
@@ -72,8 +86,10 @@ class Watchdog:
     """The frozen peer, once a collective failed: a collective can fail
     before this thread's verdict (the coordination service's heartbeat
     timeout aborts it too, when it notices), so this waits for the
-    questions in flight, at most one timeout."""
-    asked = time.monotonic()
+    questions in flight, at most one timeout. An answer of the last half
+    timeout counts (it came after the collective began to wait, which was
+    at least the step bound ago)."""
+    asked = time.monotonic() - self.timeout / 2
     while self._thread.is_alive() and self.frozen is None:
       silent = [p for p in self._peers if self._state[p[0]] == "silent"]
       if silent:
@@ -86,10 +102,62 @@ class Watchdog:
       time.sleep(0.05)
     return self.frozen
 
+  def stuck(self, tag: str, waited: float) -> Optional[Frozen]:
+    """After this worker's collective `tag` timed out: the first peer that
+    did not time out in it too (within a quarter of a timeout), as
+    Frozen."""
+    import tensorflow as tf
+    from tensorflow.python.eager import context
+    ctx = context.context()
+    key = f"logreg_tf/timed_out/{tag}/"
+    timed_out = set()
+
+    def ask():
+      try:
+        ctx.set_config_key_value(key + self.cluster.name, "1")
+      except tf.errors.OpError:
+        pass  # said already
+      for name, _, _ in self._peers:
+        try:
+          ctx.get_config_key_value(key + name,
+                                   timeout_in_ms=int(self.timeout * 250))
+          timed_out.add(name)
+        except tf.errors.OpError:  # not there in time, or no service
+          pass
+
+    # In a thread: the service (in worker 0) may be the one that is stuck.
+    asking = threading.Thread(target=ask, daemon=True)
+    asking.start()
+    asking.join(self.timeout / 4 * len(self._peers) + 1)
+    for name, address, _ in self._peers:
+      if name not in timed_out:
+        return Frozen(name, address, waited)
+    return None
+
+  def _left_behind(self) -> bool:
+    """Whether every peer has gone while this worker has been in one
+    collective phase for longer than the step bound: the others gave up
+    waiting for it. Then this process ends (exit 5) with its own line."""
+    phase = self.phase
+    if (phase is None or time.monotonic() - phase[0] <= self.step_bound or
+        any(self._state[n] != "gone" for n, _, _ in self._peers)):
+      return False
+    began, epoch, last_checkpoint = phase
+    sys.stderr.write(
+        f"logreg-train: error: {self.cluster.name}: no progress from "
+        f"{self.cluster.name} (this worker) for "
+        f"{time.monotonic() - began:.0f} s during epoch {epoch}: the others "
+        f"stopped waiting for it; last good checkpoint: "
+        f"{last_checkpoint() or 'none'}; start every worker again to "
+        "resume\n")
+    sys.stderr.flush()
+    os._exit(5)  # the training thread does not return to say it
+
   def _watch(self) -> None:
     import tensorflow as tf
     from tensorflow.python.eager import context
     while not self._stop.wait(self.timeout / 2):
+      self._left_behind()
       for name, address, device in self._peers:
         for attempt in (1, 2):  # the second at once: found within 2.5 x
           answer = self._answers(device)
