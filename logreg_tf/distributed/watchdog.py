@@ -25,7 +25,8 @@ bounds instead (placement.STEP_BOUND): its peers' all-reduce fails with
 DeadlineExceeded, and `stuck` names the peers that did not time out in it
 too (each worker that did says so in the coordination service's key-value
 store). The stuck worker's own thread ends its process once its peers have
-gone while its collective phase has lasted longer than the step bound.
+gone while its collective phase has lasted longer than the step bound and a
+timeout more.
 """
 
 import os
@@ -136,10 +137,13 @@ class Watchdog:
 
   def _left_behind(self) -> bool:
     """Whether every peer has gone while this worker has been in one
-    collective phase for longer than the step bound: the others gave up
-    waiting for it. Then this process ends (exit 5) with its own line."""
+    collective phase for longer than the step bound and a timeout more
+    (time for a collective of its own to fail first, as it does when a peer
+    is lost): the others gave up waiting for it. Then this process ends
+    (exit 5) with its own line."""
     phase = self.phase
-    if (phase is None or time.monotonic() - phase[0] <= self.step_bound or
+    if (phase is None or
+        time.monotonic() - phase[0] <= self.step_bound + self.timeout or
         any(self._state[n] != "gone" for n, _, _ in self._peers)):
       return False
     began, epoch, last_checkpoint = phase
