@@ -58,7 +58,7 @@ def evaluate_blocks(metrics, x: StreamedSplit, y) -> EvalResult:
   return EvalResult(loss_sum / x.num_examples, correct)
 
 
-def _in_file_order(positions: np.ndarray):
+def in_file_order(positions: np.ndarray):
   """(positions ascending, where each of `positions` is among them)."""
   ascending = np.argsort(positions, kind="stable")
   at = np.empty_like(ascending)
@@ -150,7 +150,7 @@ class StreamedSteps(Steps):
     per_group = max(1, GROUP_BYTES // (b * x.features)) * b
     total, taken = tf.constant(0.0), tf.constant(0)
     for (positions, at), rows in prefetched(
-        [_in_file_order(order[s:min(s + per_group, full * b)])
+        [in_file_order(order[s:min(s + per_group, full * b)])
          for s in range(0, full * b, per_group)],
         lambda group: x.take_in_order(group[0]), lambda g, rows: (g, rows)):
       part, steps = self._group_loop(to_device(rows),

@@ -106,9 +106,13 @@ def test_mirrored_on_two_cpu_devices_equals_one_device(idx, one_device,
 @pytest.mark.parametrize("case", ["softmax-full", "sigmoid-mini"])
 def test_mirrored_streamed_input_equals_one_device(idx, one_device, tmp_path,
                                                   case, monkeypatch):
-  # Blocks of 256 rows: each replica's 499 or 500 rows stream in two.
+  # Blocks of 256 rows: each replica's 499 or 500 rows stream in two; the
+  # mini-batches are read 5 steps (of 37 rows) at a time, the last group
+  # partial.
+  from logreg_tf import streamed_steps
   from logreg_tf.data import streamed
   monkeypatch.setattr(streamed, "BLOCK_BYTES", 784 * 256)
+  monkeypatch.setattr(streamed_steps, "GROUP_BYTES", 784 * 37 * 5)
   result = train(*_flags(idx, tmp_path, case), "--strategy=mirrored",
                  "--cpu_devices=2", "--input=stream")
   assert result.returncode == 0, result.stderr[-2000:]

@@ -110,7 +110,7 @@ class ReplicatedSteps:
     hands consecutive elements to consecutive local replicas). One pipeline
     for the whole run: each epoch's order is shuffled inside it, so nothing
     is traced again at each epoch."""
-    n, b, replicas = int(x.shape[0]), self.batch_size, self.replicas
+    n = int(x.shape[0])
     seed = tf.constant(self.seed, tf.int64)
 
     def dataset_fn(ctx: tf.distribute.InputContext):
@@ -121,26 +121,29 @@ class ReplicatedSteps:
         # The one-device run's order: the same op and seed.
         order = tf.random.experimental.stateless_shuffle(
             tf.range(n), seed=tf.stack([seed, epoch]))
-
-        def rows(k):  # step k // local, local replica k % local
-          start = k // local * b
-          size = tf.minimum(tf.constant(b, tf.int64), n - start)
-          g = first + k % local
-          idx = order[start + g * size // replicas:
-                      start + (g + 1) * size // replicas]
-          return self._rows_of(x, idx), tf.gather(y, idx)
-
-        return tf.data.Dataset.range(math.ceil(n / b) * local).map(
-            rows, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        return self._epoch_elements(x, y, order, local, first)
 
       return tf.data.Dataset.range(first_epoch, 2 ** 62).flat_map(
           epoch_elements).prefetch(tf.data.AUTOTUNE)
 
     return self.strategy.distribute_datasets_from_function(dataset_fn)
 
-  def _rows_of(self, x, idx):
-    """The rows of X at `idx`, in the input pipeline."""
-    return tf.gather(x, idx)
+  def _epoch_elements(self, x, y, order, local: int, first: int):
+    """One epoch's elements of the pipeline whose local replicas are the
+    global ones first .. first + local - 1: (rows, labels) of step k //
+    local for its local replica k % local, the epoch's rows in `order`."""
+    n, b, replicas = int(x.shape[0]), self.batch_size, self.replicas
+
+    def rows(k):  # step k // local, local replica k % local
+      start = k // local * b
+      size = tf.minimum(tf.constant(b, tf.int64), n - start)
+      g = first + k % local
+      idx = order[start + g * size // replicas:
+                  start + (g + 1) * size // replicas]
+      return tf.gather(x, idx), tf.gather(y, idx)
+
+    return tf.data.Dataset.range(math.ceil(n / b) * local).map(
+        rows, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
 
   def _iterator(self, x, y, epoch: int):
     """The run's input iterator, positioned at `epoch` (made again only

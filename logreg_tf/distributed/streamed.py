@@ -7,12 +7,17 @@ file:
   block by block on its device, its gradient sums added up there, and the
   sums applied as replicated.py applies a replica's (loss all-reduced, L2
   on replica 0, Keras's SGD summing the gradients across replicas).
-- Mini-batch: the input pipeline gathers each replica's rows of each global
-  batch from the file (a NumPy function in tf.data), made float32 there by
-  NumPy's k / 255, the in-memory path's values.
+- Mini-batch: the input pipeline reads this worker's replicas' rows of a
+  group of global batches from the file at once, in file order (a NumPy
+  function in tf.data, as streamed_steps reads a group), and hands each
+  replica its rows of each batch, made float32 there by NumPy's k / 255,
+  the in-memory path's values.
 - Evaluation: each replica's shard by blocks, the sums all-reduced.
 """
 
+import math
+
+import numpy as np
 import tensorflow as tf
 
 from logreg_tf.data import pixels_to_float32
@@ -21,7 +26,8 @@ from logreg_tf.distributed.replicated import (SUM, ReplicatedSteps,
                                               first_result, shard_bounds)
 from logreg_tf.steps import (EpochResult, EvalResult, GradientSums,
                              weights_finite)
-from logreg_tf.streamed_steps import block_metrics, block_sums
+from logreg_tf import streamed_steps
+from logreg_tf.streamed_steps import block_metrics, block_sums, in_file_order
 
 
 class StreamedReplicatedSteps(ReplicatedSteps):
@@ -46,13 +52,54 @@ class StreamedReplicatedSteps(ReplicatedSteps):
   def _replica_apply(self, sums, inv_b):
     return super()._replica_apply(_on_replica(sums), inv_b)
 
-  def _rows_of(self, x, idx):
+  def _epoch_elements(self, x, y, order, local: int, first: int):
+    """As in memory, the rows of a group of steps read from the file at
+    once, in file order (streamed_steps.GROUP_BYTES of this pipeline's
+    rows; the next group read meanwhile), then each element's rows taken
+    from its group in the shuffled order and made float32 by NumPy's
+    k / 255."""
     if not isinstance(x, StreamedSplit):
-      return super()._rows_of(x, idx)
+      return super()._epoch_elements(x, y, order, local, first)
+    n, b, replicas = x.num_examples, self.batch_size, self.replicas
+    steps = math.ceil(n / b)
+    per_group = max(1, streamed_steps.GROUP_BYTES * replicas // (
+        b * local * x.features))
 
-    rows = tf.numpy_function(lambda i: pixels_to_float32(x.take(i)), [idx],
-                             tf.float32, stateful=False)
-    return tf.ensure_shape(rows, [None, x.features])
+    def read(j, part):
+      """The group j's rows (ascending), where each element's rows are
+      among them (concatenated), the elements' ends, and the positions."""
+      s0 = int(j) * per_group
+      pieces = []
+      for s in range(s0, min(s0 + per_group, steps)):
+        start, size = s * b, min(b, n - s * b)
+        for g in range(first, first + local):
+          pieces.append(part[start - s0 * b + g * size // replicas:
+                             start - s0 * b + (g + 1) * size // replicas])
+      positions = np.concatenate(pieces).astype(np.int64)
+      ascending, at = in_file_order(positions)
+      ends = np.cumsum([len(p) for p in pieces], dtype=np.int64)
+      return x.take_in_order(ascending), at.astype(np.int64), ends, positions
+
+    def group(j):
+      part = order[j * per_group * b:(j + 1) * per_group * b]
+      rows, at, ends, positions = tf.numpy_function(
+          read, [j, part], [tf.uint8, tf.int64, tf.int64, tf.int64],
+          stateful=False)
+      return rows, at, ends, positions
+
+    def elements(rows, at, ends, positions):
+      starts = tf.concat([[0], ends[:-1]], 0)
+
+      def element(s, e):
+        features = tf.numpy_function(
+            lambda r, a: pixels_to_float32(r[a]), [rows, at[s:e]],
+            tf.float32, stateful=False)
+        return (tf.ensure_shape(features, [None, x.features]),
+                tf.gather(y, positions[s:e]))
+      return tf.data.Dataset.from_tensor_slices((starts, ends)).map(element)
+
+    return tf.data.Dataset.range(math.ceil(steps / per_group)).map(
+        group, num_parallel_calls=2, deterministic=True).flat_map(elements)
 
   def _per_replica(self, x: StreamedSplit, fold, initial):
     """Per replica (on its device): fold(total, start, end, block) over the
