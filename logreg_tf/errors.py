@@ -53,6 +53,15 @@ class WorkerError(CommandError):
 
   exit_code = 5
 
+  @classmethod
+  def during(cls, worker: str, what: str, epoch: int,
+             checkpoint: Optional[str], why: str = "") -> "WorkerError":
+    """The line of a cluster that failed during `epoch`: `worker` says
+    `what` happened, and where the run resumes."""
+    return cls(f"{worker}: {what} during epoch {epoch}{why}; last good "
+               f"checkpoint: {checkpoint or 'none'}; start every worker "
+               "again to resume")
+
 
 class Interrupted(CommandError):
   """A stop signal ended the run after it saved its state."""

@@ -61,6 +61,13 @@ class GradientSums(NamedTuple):
   bias: tf.Tensor
 
 
+def zero_sums(model) -> GradientSums:
+  """GradientSums over no rows, shaped for `model`."""
+  outputs, features = model.kernel.shape[1], model.kernel.shape[0]
+  return GradientSums(tf.constant(0.0), tf.zeros([outputs, features]),
+                      tf.zeros([outputs]))
+
+
 def gradient_sums(model, head, blocks) -> GradientSums:
   """The loss and gradient sums over the rows of `blocks`, [(x, y), ...].
 

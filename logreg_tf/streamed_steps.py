@@ -24,11 +24,11 @@ from typing import Optional
 import numpy as np
 import tensorflow as tf
 
-from logreg_tf.data.streamed import (StreamedSplit, prefetched, to_device,
-                                     to_float)
+from logreg_tf.data.streamed import (StreamedSplit, in_file_order,
+                                     prefetched, to_device, to_float)
 from logreg_tf.steps import (EpochResult, EvalResult, GradientSums, Steps,
                              gradient_sums, normalised, row_blocks,
-                             weights_finite)
+                             weights_finite, zero_sums)
 
 # Mini-batch: the rows of this many bytes of batches are read at once (a
 # thread reads the next group meanwhile: twice this in memory).
@@ -58,14 +58,6 @@ def evaluate_blocks(metrics, x: StreamedSplit, y) -> EvalResult:
   return EvalResult(loss_sum / x.num_examples, correct)
 
 
-def in_file_order(positions: np.ndarray):
-  """(positions ascending, where each of `positions` is among them)."""
-  ascending = np.argsort(positions, kind="stable")
-  at = np.empty_like(ascending)
-  at[ascending] = np.arange(len(positions))
-  return positions[ascending], at
-
-
 class StreamedSteps(Steps):
   """steps.StepFunctions whose x arguments are StreamedSplits (y: the
   labels, a tensor)."""
@@ -87,7 +79,6 @@ class StreamedSteps(Steps):
             a + b for a, b in zip(total, block_sums(self.model, self.head,
                                                      x, y, pieces)))),
         jit_compile=True, autograph=False)
-    self._label_blocks = (None, None, [])
     self._apply_sums = fn(self._apply)
     self._block_metrics = fn(lambda x, y: block_metrics(self.model,
                                                         self.head, x, y))
@@ -120,21 +111,11 @@ class StreamedSteps(Steps):
     return self._minibatches(x, y, epoch)
 
   def _full_batch(self, x: StreamedSplit, y) -> EpochResult:
-    kernel = self.model.kernel
-    total = GradientSums(tf.constant(0.0),
-                         tf.zeros([kernel.shape[1], kernel.shape[0]]),
-                         tf.zeros([kernel.shape[1]]))
-    for (_, _, block), labels in zip(x.blocks(), self._labels(x, y)):
-      total = self._block_sums(block, labels, total)
+    total = zero_sums(self.model)
+    for start, end, block in x.blocks():
+      total = self._block_sums(block, y[start:end], total)
     loss, ok = self._apply_sums(total, x.num_examples)
     return EpochResult(loss, tf.constant(1), ok)
-
-  def _labels(self, x: StreamedSplit, y):
-    """y cut as x's blocks are (kept: the same every epoch)."""
-    bounds = x.bounds()
-    if self._label_blocks[0] is not y or self._label_blocks[1] != bounds:
-      self._label_blocks = (y, bounds, [y[s:e] for s, e in bounds])
-    return self._label_blocks[2]
 
   def _minibatches(self, x: StreamedSplit, y, epoch) -> EpochResult:
     n, b = x.num_examples, self.batch_size
@@ -149,10 +130,14 @@ class StreamedSteps(Steps):
     # makes them float32: the in-memory run's steps, bit for bit.
     per_group = max(1, GROUP_BYTES // (b * x.features)) * b
     total, taken = tf.constant(0.0), tf.constant(0)
-    for (positions, at), rows in prefetched(
-        [in_file_order(order[s:min(s + per_group, full * b)])
-         for s in range(0, full * b, per_group)],
-        lambda group: x.take_in_order(group[0]), lambda g, rows: (g, rows)):
+    def read(group):  # in the reading thread
+      positions, at = in_file_order(group)
+      return positions, at, x.take_in_order(positions)
+
+    for positions, at, rows in prefetched(
+        [order[s:min(s + per_group, full * b)]
+         for s in range(0, full * b, per_group)], read,
+        lambda group, read_group: read_group):
       part, steps = self._group_loop(to_device(rows),
                                      tf.gather(y, positions),
                                      tf.reshape(at, [-1, b]))

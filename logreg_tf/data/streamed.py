@@ -101,9 +101,9 @@ class StreamedSplit:
   def take(self, positions: np.ndarray) -> np.ndarray:
     """uint8 rows at `positions` of the split, in that order (a copy)."""
     # In file order, a window of the mapping at a time, then put back.
-    order = np.argsort(positions, kind="stable")
+    ascending, at = in_file_order(positions)
     out = aligned((len(positions), self.features))
-    out[order] = self.take_in_order(positions[order])
+    np.take(self.take_in_order(ascending), at, axis=0, out=out)
     return out
 
   def take_in_order(self, ascending: np.ndarray) -> np.ndarray:
@@ -159,6 +159,14 @@ class StreamedSplit:
   def sample(self, limit: int) -> np.ndarray:
     """The first `limit` rows as float32 (the figures' sample)."""
     return pixels_to_float32(self.rows(0, min(limit, self.num_examples)))
+
+
+def in_file_order(positions: np.ndarray):
+  """(positions ascending, where each of `positions` is among them)."""
+  ascending = np.argsort(positions, kind="stable")
+  at = np.empty_like(ascending)
+  at[ascending] = np.arange(len(positions))
+  return positions[ascending], at
 
 
 def prefetched(items, read, use):

@@ -81,8 +81,9 @@ class Placement:
         self.cluster.peers)
     if not (frozen or gone) and self.watchdog:
       frozen = self.watchdog.find()  # a stopped process takes connections
+    import tensorflow as tf
     if (not (frozen or gone) and self.watchdog and
-        isinstance(error, _deadline_exceeded())):
+        isinstance(error, tf.errors.DeadlineExceededError)):
       frozen = self.watchdog.stuck(f"{epoch}", waited)
     if not (frozen or gone) and self.cluster:
       gone = self._gone_peers()
@@ -91,9 +92,7 @@ class Placement:
            "lost " + ", ".join(gone) if gone else
            f"a worker failed ({type(error).__name__}: "
            f"{str(error).strip().splitlines()[0][:200]})")
-    return WorkerError(
-        f"{self.worker}: {who} during epoch {epoch}; last good checkpoint: "
-        f"{checkpoint or 'none'}; start every worker again to resume")
+    return WorkerError.during(self.worker, who, epoch, checkpoint)
 
   def _gone_peers(self, settle: float = 5.0) -> List[str]:
     deadline = time.monotonic() + settle
@@ -102,11 +101,6 @@ class Placement:
       if gone or time.monotonic() > deadline:
         return gone
       time.sleep(0.25)
-
-
-def _deadline_exceeded():
-  import tensorflow as tf
-  return tf.errors.DeadlineExceededError
 
 
 class _QuietCollectives:

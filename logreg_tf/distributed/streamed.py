@@ -21,13 +21,13 @@ import numpy as np
 import tensorflow as tf
 
 from logreg_tf.data import pixels_to_float32
-from logreg_tf.data.streamed import StreamedSplit
+from logreg_tf.data.streamed import StreamedSplit, in_file_order
 from logreg_tf.distributed.replicated import (SUM, ReplicatedSteps,
                                               first_result, shard_bounds)
 from logreg_tf.steps import (EpochResult, EvalResult, GradientSums,
-                             weights_finite)
+                             weights_finite, zero_sums)
 from logreg_tf import streamed_steps
-from logreg_tf.streamed_steps import block_metrics, block_sums, in_file_order
+from logreg_tf.streamed_steps import block_metrics, block_sums
 
 
 class StreamedReplicatedSteps(ReplicatedSteps):
@@ -78,14 +78,13 @@ class StreamedReplicatedSteps(ReplicatedSteps):
       positions = np.concatenate(pieces).astype(np.int64)
       ascending, at = in_file_order(positions)
       ends = np.cumsum([len(p) for p in pieces], dtype=np.int64)
-      return x.take_in_order(ascending), at.astype(np.int64), ends, positions
+      return x.take_in_order(ascending), at, ends, positions
 
     def group(j):
       part = order[j * per_group * b:(j + 1) * per_group * b]
-      rows, at, ends, positions = tf.numpy_function(
+      return tuple(tf.numpy_function(
           read, [j, part], [tf.uint8, tf.int64, tf.int64, tf.int64],
-          stateful=False)
-      return rows, at, ends, positions
+          stateful=False))
 
     def elements(rows, at, ends, positions):
       starts = tf.concat([[0], ends[:-1]], 0)
@@ -119,18 +118,11 @@ class StreamedReplicatedSteps(ReplicatedSteps):
     return self.strategy.experimental_distribute_values_from_function(value)
 
   def _full_epoch_streamed(self, x: StreamedSplit, y) -> EpochResult:
-    kernel = self.model.kernel
-
-    def zero():
-      return GradientSums(tf.constant(0.0),
-                          tf.zeros([kernel.shape[1], kernel.shape[0]]),
-                          tf.zeros([kernel.shape[1]]))
-
     def add(total, start, end, block):
       part = self._block_sums(block, y[start:end])
       return GradientSums(*(a + b for a, b in zip(total, part)))
 
-    sums = self._per_replica(x, add, zero)
+    sums = self._per_replica(x, add, lambda: zero_sums(self.model))
     loss = self._apply_sums(sums, tf.constant(1.0 / x.num_examples))
     ok = tf.logical_and(tf.math.is_finite(loss), weights_finite(self.model))
     return EpochResult(loss, tf.constant(1), ok)

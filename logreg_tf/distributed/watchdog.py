@@ -37,6 +37,8 @@ from typing import NamedTuple, Optional
 
 from absl import logging
 
+from logreg_tf.errors import WorkerError
+
 
 class Frozen(NamedTuple):
   name: str  # e.g. "worker 1"
@@ -146,16 +148,17 @@ class Watchdog:
         time.monotonic() - phase[0] <= self.step_bound + self.timeout or
         any(self._state[n] != "gone" for n, _, _ in self._peers)):
       return False
+    from logreg_tf import cli
+    from logreg_tf.train import PROG
     began, epoch, last_checkpoint = phase
-    sys.stderr.write(
-        f"logreg-train: error: {self.cluster.name}: no progress from "
-        f"{self.cluster.name} (this worker) for "
-        f"{time.monotonic() - began:.0f} s during epoch {epoch}: the others "
-        f"stopped waiting for it; last good checkpoint: "
-        f"{last_checkpoint() or 'none'}; start every worker again to "
-        "resume\n")
+    name = self.cluster.name
+    error = WorkerError.during(
+        name, f"no progress from {name} (this worker) for "
+        f"{time.monotonic() - began:.0f} s", epoch, last_checkpoint(),
+        why=": the others stopped waiting for it")
+    status = cli.report(PROG, error)
     sys.stderr.flush()
-    os._exit(5)  # the training thread does not return to say it
+    os._exit(status)  # the training thread does not return to say it
 
   def _watch(self) -> None:
     import tensorflow as tf
