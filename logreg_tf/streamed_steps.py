@@ -83,9 +83,6 @@ class StreamedSteps(Steps):
     self._block_metrics = fn(lambda x, y: block_metrics(self.model,
                                                         self.head, x, y))
     self._last_batch = fn(lambda x, y: self._train_step(to_float(x), y))
-    # The in-memory path's XLA loop of steps over a group's uint8 rows.
-    self._group_loop = tf.function(self._full_batches, jit_compile=True,
-                                   autograph=False)
     self._order = fn(lambda n, seed: tf.random.experimental.stateless_shuffle(
         tf.range(n), seed=seed))
     # Steps made these tf.functions over tensors; here they are Python
@@ -138,9 +135,11 @@ class StreamedSteps(Steps):
         [order[s:min(s + per_group, full * b)]
          for s in range(0, full * b, per_group)], read,
         lambda group, read_group: read_group):
-      part, steps = self._group_loop(to_device(rows),
-                                     tf.gather(y, positions),
-                                     tf.reshape(at, [-1, b]))
+      # The in-memory path's XLA loop of steps (Steps._batches_loop), whose
+      # _batch_rows here makes each batch's uint8 rows float32.
+      part, steps = self._batches_loop(to_device(rows),
+                                       tf.gather(y, positions),
+                                       tf.reshape(at, [-1, b]))
       total, taken = total + part, taken + steps
       if not np.isfinite(float(total)):
         break
