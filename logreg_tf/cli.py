@@ -35,6 +35,31 @@ class UsageError(UserError):
   """Flags that do not parse or check, or stray arguments."""
 
 
+def load_tensorflow() -> None:
+  """Imports TensorFlow for a command, after its flags parsed (so --help
+  and flag errors answer at once), without C++ INFO chatter and without
+  scikit-learn.
+
+  Importing TensorFlow imports Keras 3, whose scikit-learn wrappers import
+  scikit-learn and with it SciPy's statistics when scikit-learn is
+  installed (it is in this project's development environment, as the
+  solvers' oracle): 1.2 to 1.4 s of every command's start-up on this
+  project's 2-core machine, for wrappers no command uses. So scikit-learn
+  is hidden while TensorFlow loads, unless either is already imported;
+  afterwards it imports as usual, and only Keras's wrappers, in this
+  process, take it for missing.
+  """
+  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
+  if "tensorflow" in sys.modules or "sklearn" in sys.modules:
+    return
+  sys.modules["sklearn"] = None  # `import sklearn` raises ImportError
+  try:
+    import tensorflow  # noqa: F401  pylint: disable=import-outside-toplevel
+  finally:
+    if "sklearn" in sys.modules and sys.modules["sklearn"] is None:
+      del sys.modules["sklearn"]
+
+
 def report(prog: str, error: CommandError) -> int:
   """The one line for `error` (a warning for a requested stop); its status."""
   if error.warning:

@@ -8,7 +8,6 @@ loss and accuracy equal the run's final test metrics exactly: both come from
 """
 
 import json
-import os
 import sys
 import types
 
@@ -109,7 +108,7 @@ def main(f, argv) -> None:
   del argv
   # Evaluation reads the model directory; it writes nothing there.
   storage = cli.storage_from_flags(f.data)
-  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
+  cli.load_tensorflow()
   from logreg_tf.rundir import trained as trained_lib
   model = trained_lib.load(f.model.model_dir.value, f.model.checkpoint.value,
                            f.data.dataset.value)

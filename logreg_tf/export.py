@@ -11,7 +11,6 @@ server's page shows them). `--tflite` also writes `serving_default` as a
 LiteRT flat buffer, EXPORT_DIR/<version>/model.tflite.
 """
 
-import os
 import types
 
 from absl import flags
@@ -41,7 +40,7 @@ def define_flags(fv: flags.FlagValues) -> types.SimpleNamespace:
 
 def main(f, argv) -> None:
   del argv
-  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
+  cli.load_tensorflow()
   from logreg_tf import serving
   from logreg_tf.rundir import trained as trained_lib
   trained = trained_lib.load(f.model.model_dir.value,

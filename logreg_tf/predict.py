@@ -127,7 +127,7 @@ def main(f, argv) -> int:
   paths = image_paths(argv[1:])
   if not paths:
     raise cli.UsageError("give image files or directories to predict")
-  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
+  cli.load_tensorflow()
   serve, shape, names = classifier(f.model.model_dir.value,
                                    f.model.checkpoint.value,
                                    f.saved_model.value)

@@ -13,7 +13,6 @@ otherwise (see the README before exposing it).
 """
 
 import asyncio
-import os
 import sys
 import types
 
@@ -90,7 +89,7 @@ def open_models(saved_model=None, model_dir=None, model_name=None):
 
 def main(f, argv) -> int:
   del argv
-  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
+  cli.load_tensorflow()
   from logreg_tf.errors import UserError
   from logreg_tf.server.running import Server
   models = open_models(f.saved_model.value, f.model_dir.value,

@@ -157,7 +157,7 @@ def main(f, argv) -> None:
   storage = cli.storage_from_flags(f.data)
   sweep_dir = f.sweep_dir.value
   check_new(sweep_dir, config)
-  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
+  cli.load_tensorflow()
   import tensorflow as tf
   tf.config.experimental.enable_op_determinism()
   from logreg_tf import data

@@ -7,7 +7,6 @@ turns them into a RunConfig and a Storage and calls
 """
 
 import math
-import os
 import types
 
 from absl import flags
@@ -198,14 +197,14 @@ def configs_from_argv(argv):
 def main(f, argv) -> None:
   del argv  # cli.parse rejects positional arguments
   config, storage = config_from_flags(f), storage_from_flags(f)
-  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")  # C++ INFO chatter
   # A signal from here on, even while TensorFlow loads, stops the run after
   # its current step, saved; no KeyboardInterrupt traceback.
   from logreg_tf.interrupts import StopRequest
   stop = StopRequest()
   with stop.installed():
-    # Imported here so that --help and flag errors answer before TensorFlow
+    # Loaded here so that --help and flag errors answer before TensorFlow
     # loads.
+    cli.load_tensorflow()
     from logreg_tf import loop
     import tensorflow as tf
     if config.validation_split:
