@@ -5,6 +5,8 @@ import glob
 import json
 import os
 import re
+import subprocess
+import sys
 import time
 
 import pytest
@@ -177,3 +179,22 @@ def test_usage_errors_are_one_line(args, quoted):
   (line,) = error_lines(result.stderr)
   assert quoted in line
   assert "Traceback" not in result.stderr
+
+
+@pytest.mark.process
+def test_commands_load_tensorflow_without_scikit_learn():
+  # A fresh interpreter (the import state is the point): Keras would import
+  # scikit-learn with TensorFlow; the commands' loader hides it meanwhile,
+  # and it imports as usual afterwards.
+  code = ("import sys\n"
+          "from logreg_tf import cli\n"
+          "cli.load_tensorflow()\n"
+          "assert 'tensorflow' in sys.modules\n"
+          "assert 'sklearn' not in sys.modules, 'scikit-learn was imported'\n"
+          "import sklearn.linear_model\n"
+          "print('ok')\n")
+  result = subprocess.run([sys.executable, "-c", code], cwd=REPO,
+                          capture_output=True, text=True, check=False,
+                          timeout=120)
+  assert result.returncode == 0, result.stderr[-2000:]
+  assert result.stdout.strip() == "ok"
