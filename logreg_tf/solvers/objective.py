@@ -31,6 +31,7 @@ from typing import NamedTuple, Optional
 import tensorflow as tf
 
 from logreg_tf.blocks import block_rows
+from logreg_tf.steps import row_blocks
 
 DTYPE = tf.float64
 # The bias search ends when every bias derivative is below this: it moves
@@ -45,6 +46,14 @@ class Point(NamedTuple):
   bias: Optional[tf.Tensor]  # b*(W) [K], or None without a bias
   logits: tf.Tensor  # X W + b*(W) [N, K]
   correct: tf.Tensor  # training examples predicted right
+
+
+class Curvature(NamedTuple):
+  """The Hessian of f at a point, as its products need it."""
+  logits: tf.Tensor  # X W + b*(W) in float32 [N, K]
+  h_bb: Optional[tf.Tensor]  # the bias block, mean J_i [K, K]
+  h_bw: Optional[tf.Tensor]  # the bias-by-weights block: [l, k, :] is
+  # mean_i J_i[k, l] x_i, so that (H_bW v)_k = sum_l,d h_bw[l, k, d] v[d, l]
 
 
 class Certificate(NamedTuple):
@@ -76,6 +85,9 @@ def _mean_loss(head, logits, y):
 class Objective:
   """g(W), its gradient and Hessian products on one training set."""
 
+  # Its products may be traced into a caller's tf.function (X is a tensor).
+  traceable = True
+
   def __init__(self, head, x, y, l2: float, use_bias: bool,
                bias_iterations: int = 50):
     self.head, self.use_bias = head, use_bias
@@ -86,12 +98,15 @@ class Objective:
     self.n, self.features = int(x.shape[0]), int(x.shape[1])
     # Float64 row blocks of X, made one at a time while in the cache.
     self._rows = block_rows(self.features, bytes_per_value=8) or self.n
+    self._rows32 = block_rows(self.features)  # of the float32 products
     self._blocks = -(-self.n // self._rows)
     self._hold(x)
     self.bias_iterations = bias_iterations
     self.point = tf.function(self._point, autograph=False)
     self.hessian_product = tf.function(self._hessian_product,
                                        autograph=False)
+    self.curvature_at = tf.function(self._curvature_at, autograph=False)
+    self.hessian_times = tf.function(self._hessian_times, autograph=False)
     self._gram = None  # X^T X / N's eigenvalues and vectors, when made
 
   def _hold(self, x) -> None:
@@ -186,29 +201,52 @@ class Objective:
                  grad + self._l2 * w, b if self.use_bias else None, z,
                  correct)
 
-  def _hessian_product(self, logits, v):
-    """The reduced Hessian of g at the point of `logits`, times v [D, K]:
-    X^T J (X v + db) / N + l2 v, where J is each example's Hessian by its
-    logits and db = -H_bb^-1 H_bW v is how the optimal bias moves with W.
+  def _curvature_at(self, logits) -> Curvature:
+    """What every Hessian product at the point of `logits` shares, made once
+    per Newton iteration (one product of X with K^2 columns)."""
+    logits = tf.cast(logits, tf.float32)
+    if not self.use_bias:
+      return Curvature(logits, None, None)
+    k = logits.shape[1]
+    # Column l * K + k holds every example's J_i[k, l] (J_i e_l).
+    columns = tf.concat([self.head.curvature(logits, tf.broadcast_to(
+        tf.one_hot(l, k), tf.shape(logits))) for l in range(k)], axis=1)
+    h_bw = tf.reshape(self._x_transposed_times(columns),
+                      [k, k, self.features]) / self.n
+    return Curvature(logits, self.head.bias_hessian(logits), h_bw)
+
+  def _hessian_times(self, at: Curvature, v):
+    """The reduced Hessian of g at the point `at` (curvature_at) times v
+    [D, K]: X^T J (X v + db) / N + l2 v, where J is each example's Hessian
+    by its logits and db = -H_bb^-1 H_bW v is how the optimal bias moves
+    with W. Since db comes from H_bW, made once per point, X is read once
+    per product: each row block's X v, J and share of X^T are done while
+    the block is in the cache.
 
     In float32, three times as fast as float64 here: a Hessian product only
     steers Newton-CG's direction (its relative error, about 1e-6, is far
     below the inner solve's tolerance), while the gradient and objective,
     which the certificate and the line search read, stay in float64."""
-    logits = tf.cast(logits, tf.float32)
-    dz = self._times_x(tf.cast(v, tf.float32))
+    v32 = tf.cast(v, tf.float32)
+    db = tf.zeros([v.shape[1]], tf.float32)
     if self.use_bias:
-      moved = tf.reduce_mean(self.head.curvature(logits, dz), axis=0)
-      db = -tf.linalg.solve(_damped(self.head.bias_hessian(logits)),
-                            moved[:, None])[:, 0]
-      dz = dz + db
-    hv = self._x_transposed_times(self.head.curvature(logits, dz))
+      moved = tf.einsum("lkd,dl->k", at.h_bw, v32)  # H_bW v
+      db = -tf.linalg.solve(_damped(at.h_bb), moved[:, None])[:, 0]
+    hv = self._curvature_pass(at.logits, v32, db)
     return (tf.cast(tf.transpose(hv), DTYPE) / tf.constant(self.n, DTYPE)
             + self._l2 * v)
 
-  def _times_x(self, v):
-    """X v in float32."""
-    return tf.matmul(self.x32, v)
+  def _hessian_product(self, logits, v):
+    """The reduced Hessian of g at the point of `logits` times v (one
+    product; Newton-CG makes the curvature once for many)."""
+    return self._hessian_times(self._curvature_at(logits), v)
+
+  def _curvature_pass(self, logits, v, db):
+    """(J (X v + db))^T X [K, D] in float32, a row block at a time."""
+    return tf.add_n([
+        tf.matmul(self.head.curvature(lb, tf.matmul(xb, v) + db), xb,
+                  transpose_a=True)
+        for xb, lb in row_blocks(self.x32, logits, self._rows32)])
 
   def _x_transposed_times(self, c):
     """c^T X in float32 [K, D]."""
@@ -232,12 +270,19 @@ class Objective:
     taken as independent (G = X^T X / N, A = mean J_i), the Kronecker
     factorisation of K-FAC (Martens & Grosse, 2015). It captures how pixels
     move together, which makes a weak penalty's Hessian ill-conditioned;
-    both factors diagonalise once, so M^-1 costs two small products."""
+    both factors diagonalise once, so M^-1 costs two small products
+    (apply_preconditioner). Returns the factors (U, V, scale)."""
     values_g, u = self.gram()
     values_a, v = tf.linalg.eigh(self.head.mean_curvature(logits))
     scale = values_g[:, None] * tf.maximum(values_a, 0)[None, :] + self._l2
     scale = tf.maximum(scale, 1e-10 * tf.reduce_max(scale))
-    return lambda r: u @ ((tf.transpose(u) @ r @ v) / scale) @ tf.transpose(v)
+    return u, v, scale
+
+  @staticmethod
+  def apply_preconditioner(factors, r):
+    """M^-1 r, from preconditioner()'s factors."""
+    u, v, scale = factors
+    return u @ ((tf.transpose(u) @ r @ v) / scale) @ tf.transpose(v)
 
   def initial_bias(self, outputs: int):
     return tf.zeros([outputs], DTYPE) if self.use_bias else None

@@ -4,8 +4,9 @@ Its two products with X, X W for the logits and delta^T X for the
 gradient, read X block by block from the split's file (each block cut into
 the same cache-sized float64 pieces as in memory); the rest, the bias's
 Newton search on the logits, the objective and the bound, is Objective's.
-So are the three float32 products of the exact solvers: X v and c^T X of
-Newton-CG's Hessian products, and X^T X of its preconditioner. What a
+So are the float32 products of the exact solvers: Newton-CG's Hessian
+products, (J (X v + db))^T X in one read of each block, c^T X for the
+Hessian's bias block, and X^T X of its preconditioner. What a
 certificate needs (`certify`: the end of every SGD run, and `evaluate`) and
 what `--solver` needs on a streamed training set are then all here.
 """
@@ -19,14 +20,21 @@ from logreg_tf.solvers.objective import DTYPE, Objective
 class StreamedObjective(Objective):
   """Objective whose X is a StreamedSplit."""
 
+  # Its products read the file in Python: a trace would freeze the blocks.
+  traceable = False
+
   def __init__(self, head, x, y, l2: float, use_bias: bool,
                bias_iterations: int = 50):
     super().__init__(head, x, y, l2, use_bias, bias_iterations)
     # Python loops over the file's blocks, each block's work compiled.
     self.point = self._point
     self.hessian_product = self._hessian_product
+    self.curvature_at = self._curvature_at
+    self.hessian_times = self._hessian_times
     fn = lambda f: tf.function(f, autograph=False)  # noqa: E731
-    self._block_times = fn(lambda xb, v: tf.matmul(to_float(xb), v))
+    self._block_curvature = fn(lambda xb, logits, v, db: (
+        lambda f: tf.matmul(self.head.curvature(logits, tf.matmul(f, v) + db),
+                            f, transpose_a=True))(to_float(xb)))
     self._block_transposed = fn(lambda xb, c: tf.matmul(
         c, to_float(xb), transpose_a=True))
     self._block_gram = fn(lambda xb: (lambda f: tf.matmul(
@@ -69,9 +77,11 @@ class StreamedObjective(Objective):
       total += self._block_product(xb, delta[start:end])
     return total
 
-  def _times_x(self, v):
-    return tf.concat([self._block_times(xb, v)
-                      for _, _, xb in self.stream.blocks()], 0)
+  def _curvature_pass(self, logits, v, db):
+    total = tf.zeros([v.shape[1], self.features], tf.float32)
+    for start, end, xb in self.stream.blocks():
+      total += self._block_curvature(xb, logits[start:end], v, db)
+    return total
 
   def _x_transposed_times(self, c):
     total = tf.zeros([c.shape[1], self.features], tf.float32)
