@@ -11,12 +11,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from logreg_tf import data, loop, streamed_steps
+from logreg_tf import blocks, data, loop, streamed_steps
 from logreg_tf.config import RunConfig
 from logreg_tf.data import streamed
 from logreg_tf.data.dataset import Rows
 from logreg_tf.errors import UserError
 from logreg_tf.model import SigmoidHead, SoftmaxHead
+from logreg_tf.solvers import objective as objective_lib
 from logreg_tf.solvers.objective import certify
 
 from helpers import error_lines, run_python, start_python, train
@@ -387,10 +388,13 @@ def test_a_disk_too_small_for_the_decoded_file_is_one_line(
 @pytest.mark.parametrize("solver", ["lbfgs", "newton_cg"])
 def test_exact_solvers_on_a_streamed_training_set(decoded, monkeypatch,
                                                   solver):
-  # 4,000 rows in blocks of 1,337: each solver iteration streams the file
-  # in three blocks for its products (Newton-CG's Hessian products and
-  # preconditioner included).
-  monkeypatch.setattr(streamed, "BLOCK_BYTES", 784 * 1400)
+  # The 1,166 images of 3, 8 and 5 among the first 4,000, in blocks of 400
+  # rows: each solver iteration streams the file in three blocks for its
+  # products (Newton-CG's Hessian products and preconditioner included);
+  # the preconditioner samples every 3rd row, across the blocks' bounds.
+  monkeypatch.setattr(streamed, "BLOCK_BYTES", 784 * 400)
+  monkeypatch.setattr(blocks, "block_rows", lambda *_, **__: 200)
+  monkeypatch.setattr(objective_lib, "PRECONDITIONER_SAMPLE", 400)
   config = RunConfig(solver=solver, l2=1e-2, tol=1e-9, max_iter=200,
                      train_split="train[:4000]", classes=("3", "8", "5"))
   memory = _weights_of(config, dataclasses.replace(decoded, input="memory"))
@@ -406,3 +410,10 @@ def test_exact_solvers_on_a_streamed_training_set(decoded, monkeypatch,
   radius = np.sqrt(2 * 1e-9 / 1e-2)
   assert np.linalg.norm(stream[0] - memory[0]) <= 2 * radius
   assert stream[2]["test_accuracy"] == memory[2]["test_accuracy"]
+  if solver == "newton_cg":
+    rows = [steps._objective[1]._sample_rows().numpy()
+            for steps in (stream[3], memory[3])]
+    assert [b for b, _, _ in stream[3]._objective[1].stream.blocks()] == [
+        0, 400, 800]
+    assert rows[0].shape == (389, 784)  # every 3rd of 1,166
+    np.testing.assert_array_equal(rows[0], rows[1])

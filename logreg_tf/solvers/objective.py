@@ -37,6 +37,9 @@ DTYPE = tf.float64
 # The bias search ends when every bias derivative is below this: it moves
 # grad g by about as much, far below what the certificate can see.
 BIAS_TOLERANCE = 1e-12
+# Rows of X, at most, on which Newton-CG's preconditioner estimates its
+# scaling (a strided sample: every ceil(N / this)-th row).
+PRECONDITIONER_SAMPLE = 10_000
 
 
 class Point(NamedTuple):
@@ -108,6 +111,7 @@ class Objective:
     self.curvature_at = tf.function(self._curvature_at, autograph=False)
     self.hessian_times = tf.function(self._hessian_times, autograph=False)
     self._gram = None  # X^T X / N's eigenvalues and vectors, when made
+    self._basis = None  # pixel_basis(), when made
 
   def _hold(self, x) -> None:
     """Keeps X: in memory, as float32 (x itself when it is float32)."""
@@ -264,19 +268,49 @@ class Objective:
       self._gram = (tf.maximum(values, 0), vectors)
     return self._gram
 
+  def _sample_stride(self) -> int:
+    return max(1, -(-self.n // PRECONDITIONER_SAMPLE))
+
+  def _sample_rows(self):
+    """Every _sample_stride()-th row of X, float32."""
+    return self.x32[::self._sample_stride()]
+
+  def pixel_basis(self):
+    """G's eigenvectors U and, for a sample of the rows, the squares of
+    their coordinates in it, (U^T x_i)^2 [S, D] (made once)."""
+    if self._basis is None:
+      _, u = self.gram()
+      coordinates = tf.matmul(self._sample_rows(), tf.cast(u, tf.float32))
+      self._basis = (u, tf.cast(tf.square(coordinates), DTYPE))
+    return self._basis
+
   def preconditioner(self, logits):
-    """M^-1 for Newton-CG, M V = G V A + l2 V: the Hessian of the weights,
-    sum_i x_i x_i^T V J_i / N, with the examples' pixels and curvatures
-    taken as independent (G = X^T X / N, A = mean J_i), the Kronecker
-    factorisation of K-FAC (Martens & Grosse, 2015). It captures how pixels
-    move together, which makes a weak penalty's Hessian ill-conditioned;
-    both factors diagonalise once, so M^-1 costs two small products
-    (apply_preconditioner). Returns the factors (U, V, scale)."""
-    values_g, u = self.gram()
-    values_a, v = tf.linalg.eigh(self.head.mean_curvature(logits))
-    scale = values_g[:, None] * tf.maximum(values_a, 0)[None, :] + self._l2
+    """M^-1 for Newton-CG, in the eigenbasis of the Kronecker factorisation
+    of K-FAC (Martens & Grosse, 2015): the weights' Hessian
+    sum_i x_i x_i^T V J_i / N with the examples' pixels and curvatures
+    taken as independent is G V A (G = X^T X / N, A = mean J_i), whose
+    eigenvectors are U (G's) and Q (A's). It captures how pixels move
+    together, which makes a weak penalty's Hessian ill-conditioned. The
+    scaling along U_d Q_k^T is not K-FAC's product of eigenvalues but the
+    Hessian's own curvature there, mean_i (U_d^T x_i)^2 (Q_k^T J_i Q_k),
+    estimated on a sample of at most PRECONDITIONER_SAMPLE rows (EKFAC:
+    George et al., 2018), plus l2. Both bases are small and the scaling a
+    [D, K] product, so M^-1 costs two small products
+    (apply_preconditioner). Returns the factors (U, Q, scale)."""
+    u, squares = self.pixel_basis()
+    _, q = tf.linalg.eigh(self.head.mean_curvature(logits))
+    sample = logits[::self._sample_stride()]
+    # Q_k^T J_i Q_k for each sampled example i and class direction k, in
+    # float64: along 1 (softmax) it is 0 up to rounding, which must stay
+    # far below a weak penalty.
+    along = tf.stack([tf.reduce_sum(q[:, k] * self.head.curvature(
+        sample, tf.broadcast_to(q[:, k], tf.shape(sample))), axis=1)
+                      for k in range(q.shape[1])], axis=1)
+    curvature = tf.matmul(squares, along, transpose_a=True) / tf.cast(
+        tf.shape(sample)[0], DTYPE)
+    scale = tf.maximum(curvature, 0) + self._l2
     scale = tf.maximum(scale, 1e-10 * tf.reduce_max(scale))
-    return u, v, scale
+    return u, q, scale
 
   @staticmethod
   def apply_preconditioner(factors, r):

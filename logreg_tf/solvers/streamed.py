@@ -6,7 +6,8 @@ the same cache-sized float64 pieces as in memory); the rest, the bias's
 Newton search on the logits, the objective and the bound, is Objective's.
 So are the float32 products of the exact solvers: Newton-CG's Hessian
 products, (J (X v + db))^T X in one read of each block, c^T X for the
-Hessian's bias block, and X^T X of its preconditioner. What a
+Hessian's bias block, and X^T X and a sample of rows for its
+preconditioner. What a
 certificate needs (`certify`: the end of every SGD run, and `evaluate`) and
 what `--solver` needs on a streamed training set are then all here.
 """
@@ -88,6 +89,11 @@ class StreamedObjective(Objective):
     for start, end, xb in self.stream.blocks():
       total += self._block_transposed(xb, c[start:end])
     return total
+
+  def _sample_rows(self):
+    stride = self._sample_stride()
+    return tf.concat([to_float(xb[(-start) % stride::stride])
+                      for start, _, xb in self.stream.blocks()], 0)
 
   def _x_gram(self):
     total = tf.zeros([self.features, self.features], tf.float32)
