@@ -212,12 +212,22 @@ class Objective:
     if not self.use_bias:
       return Curvature(logits, None, None)
     k = logits.shape[1]
-    # Column l * K + k holds every example's J_i[k, l] (J_i e_l).
-    columns = tf.concat([self.head.curvature(logits, tf.broadcast_to(
-        tf.one_hot(l, k), tf.shape(logits))) for l in range(k)], axis=1)
-    h_bw = tf.reshape(self._x_transposed_times(columns),
+    h_bw = tf.reshape(self._curvature_columns_times_x(logits),
                       [k, k, self.features]) / self.n
     return Curvature(logits, self.head.bias_hessian(logits), h_bw)
+
+  def _curvature_columns(self, logits):
+    """[rows, K^2]: column l * K + k holds each example's J_i[k, l]."""
+    k = logits.shape[1]
+    return tf.concat([self.head.curvature(logits, tf.broadcast_to(
+        tf.one_hot(l, k), tf.shape(logits))) for l in range(k)], axis=1)
+
+  def _curvature_columns_times_x(self, logits):
+    """_curvature_columns(logits)^T X [K^2, D], a row block at a time (so
+    that the K^2 columns exist for one block only)."""
+    return tf.add_n([
+        tf.matmul(self._curvature_columns(lb), xb, transpose_a=True)
+        for xb, lb in row_blocks(self.x32, logits, self._rows32)])
 
   def _hessian_times(self, at: Curvature, v):
     """The reduced Hessian of g at the point `at` (curvature_at) times v
@@ -251,10 +261,6 @@ class Objective:
         tf.matmul(self.head.curvature(lb, tf.matmul(xb, v) + db), xb,
                   transpose_a=True)
         for xb, lb in row_blocks(self.x32, logits, self._rows32)])
-
-  def _x_transposed_times(self, c):
-    """c^T X in float32 [K, D]."""
-    return tf.matmul(c, self.x32, transpose_a=True)
 
   def _x_gram(self):
     """X^T X in float32."""

@@ -5,8 +5,8 @@ gradient, read X block by block from the split's file (each block cut into
 the same cache-sized float64 pieces as in memory); the rest, the bias's
 Newton search on the logits, the objective and the bound, is Objective's.
 So are the float32 products of the exact solvers: Newton-CG's Hessian
-products, (J (X v + db))^T X in one read of each block, c^T X for the
-Hessian's bias block, and X^T X and a sample of rows for its
+products, (J (X v + db))^T X in one read of each block, the Hessian's
+bias-by-weights block, and X^T X and a sample of rows for its
 preconditioner. What a
 certificate needs (`certify`: the end of every SGD run, and `evaluate`) and
 what `--solver` needs on a streamed training set are then all here.
@@ -36,8 +36,8 @@ class StreamedObjective(Objective):
     self._block_curvature = fn(lambda xb, logits, v, db: (
         lambda f: tf.matmul(self.head.curvature(logits, tf.matmul(f, v) + db),
                             f, transpose_a=True))(to_float(xb)))
-    self._block_transposed = fn(lambda xb, c: tf.matmul(
-        c, to_float(xb), transpose_a=True))
+    self._block_columns = fn(lambda xb, logits: tf.matmul(
+        self._curvature_columns(logits), to_float(xb), transpose_a=True))
     self._block_gram = fn(lambda xb: (lambda f: tf.matmul(
         f, f, transpose_a=True))(to_float(xb)))
     self._refit = tf.function(super().refit_bias, autograph=False)
@@ -78,16 +78,17 @@ class StreamedObjective(Objective):
       total += self._block_product(xb, delta[start:end])
     return total
 
+  def _curvature_columns_times_x(self, logits):
+    k = logits.shape[1]
+    total = tf.zeros([k * k, self.features], tf.float32)
+    for start, end, xb in self.stream.blocks():
+      total += self._block_columns(xb, logits[start:end])
+    return total
+
   def _curvature_pass(self, logits, v, db):
     total = tf.zeros([v.shape[1], self.features], tf.float32)
     for start, end, xb in self.stream.blocks():
       total += self._block_curvature(xb, logits[start:end], v, db)
-    return total
-
-  def _x_transposed_times(self, c):
-    total = tf.zeros([c.shape[1], self.features], tf.float32)
-    for start, end, xb in self.stream.blocks():
-      total += self._block_transposed(xb, c[start:end])
     return total
 
   def _sample_rows(self):
