@@ -1,6 +1,7 @@
-"""`python -m logreg_tf.sweep`: the path solved exactly and warm-started, the
-choice on validation, the refit and its one test evaluation, what it writes,
-and its refusals. In this process, on small IDX files."""
+"""`python -m logreg_tf.sweep`: the path solved exactly and warm-started
+(from extrapolated optima), the choice on validation, the refit and its
+one test evaluation, what it writes, and its refusals. In this process, on
+small IDX files."""
 
 import csv
 import json
@@ -14,9 +15,23 @@ from helpers import error_lines, invoke, read_hparams, shared_idx_dir
 from logreg_tf.model import head_for
 from logreg_tf.solvers import NewtonCG
 from logreg_tf.solvers.objective import Objective
+from logreg_tf.solvers.path import extrapolated
 
 SPLITS = ["--train_split=train[:70]", "--validation_split=train[70:]"]
 GRID = "--l2=1e-3:1e-1:5"
+
+
+def test_each_start_is_the_quadratic_through_the_last_optima():
+  # Exact on a quadratic in log l2, whatever the spacing; one point gives
+  # itself (a warm start); none, nothing (a cold start).
+  def weights(l2):
+    t = np.log(l2)
+    return np.array([[2 + 3 * t - 0.5 * t * t, -t]])
+  done = [(l2, weights(l2)) for l2 in (1e-1, 2e-2, 1e-3)]
+  np.testing.assert_allclose(extrapolated(done, 1e-5), weights(1e-5),
+                             rtol=1e-12)
+  np.testing.assert_array_equal(extrapolated(done[:1], 1e-5), weights(1e-1))
+  assert extrapolated([], 1e-5) is None
 
 
 @pytest.fixture(scope="module")
