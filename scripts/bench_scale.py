@@ -35,6 +35,8 @@ CHILD = r'''
 import json, sys, time
 from absl import logging
 logging.set_verbosity(logging.WARNING)
+from logreg_tf import cli
+cli.load_tensorflow()  # as the command loads it
 from logreg_tf import loop, train
 times = []
 run_epoch = loop.run_epoch

@@ -3,7 +3,8 @@
 A command under test in its own process (its exit status, its one line, a
 signal, kill -9, a worker of a cluster) spends about 5 s of CPU importing
 TensorFlow before it does anything; the suite starts dozens. A zygote is one
-process per test process that has imported TensorFlow and Keras, and nothing
+process per test process that has imported TensorFlow (as the commands load
+it, `cli.load_tensorflow`: without scikit-learn) and Keras, and nothing
 more: it has run no op, so it holds no TensorFlow state a fork could tear. It
 forks a child for each command, which sets up what exec would have given it
 (its own stdin/stdout/stderr, working directory, environment, argv, default
@@ -346,7 +347,8 @@ if __name__ == "__main__":
   # Everything a command imports that costs time, and nothing that reads
   # the environment a test gives its command (TFDS reads TFDS_DATA_DIR).
   import numpy  # noqa: F401  pylint: disable=unused-import
-  import tensorflow  # noqa: F401  pylint: disable=unused-import
+  from logreg_tf import cli
+  cli.load_tensorflow()  # as a command loads it: without scikit-learn
   import keras  # noqa: F401  pylint: disable=unused-import
   from absl import app, flags  # noqa: F401  pylint: disable=unused-import
   serve(sys.argv[1])
