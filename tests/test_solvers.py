@@ -109,7 +109,8 @@ def test_reduced_hessian_and_gradient_equal_reference_and_autodiff(
         m:, :m]
   v = np.random.default_rng(1).normal(size=w.shape)
   np.testing.assert_allclose(
-      objective.hessian_product(point.logits, tf.constant(v)).numpy().ravel(),
+      objective.hessian_times(objective.curvature_at(point.logits),
+                              tf.constant(v)).numpy().ravel(),
       reduced @ v.ravel(), rtol=2e-5, atol=2e-5 * np.abs(reduced @ v.ravel()).max())
 
 

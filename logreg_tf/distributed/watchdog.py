@@ -137,17 +137,17 @@ class Watchdog:
         return Frozen(name, address, waited)
     return None
 
-  def _left_behind(self) -> bool:
-    """Whether every peer has gone while this worker has been in one
-    collective phase for longer than the step bound and a timeout more
-    (time for a collective of its own to fail first, as it does when a peer
-    is lost): the others gave up waiting for it. Then this process ends
-    (exit 5) with its own line."""
+  def _end_if_left_behind(self) -> None:
+    """Ends this process (exit 5, its own line) when every peer has gone
+    while this worker has been in one collective phase for longer than the
+    step bound and a timeout more (time for a collective of its own to
+    fail first, as it does when a peer is lost): the others gave up
+    waiting for it."""
     phase = self.phase
     if (phase is None or
         time.monotonic() - phase[0] <= self.step_bound + self.timeout or
         any(self._state[n] != "gone" for n, _, _ in self._peers)):
-      return False
+      return
     from logreg_tf import cli
     from logreg_tf.train import PROG
     began, epoch, last_checkpoint = phase
@@ -164,7 +164,7 @@ class Watchdog:
     import tensorflow as tf
     from tensorflow.python.eager import context
     while not self._stop.wait(self.timeout / 2):
-      self._left_behind()
+      self._end_if_left_behind()
       for name, address, device in self._peers:
         for attempt in (1, 2):  # the second at once: found within 2.5 x
           answer = self._answers(device)

@@ -106,11 +106,8 @@ class Objective:
     self._hold(x)
     self.bias_iterations = bias_iterations
     self.point = tf.function(self._point, autograph=False)
-    self.hessian_product = tf.function(self._hessian_product,
-                                       autograph=False)
     self.curvature_at = tf.function(self._curvature_at, autograph=False)
     self.hessian_times = tf.function(self._hessian_times, autograph=False)
-    self._gram = None  # X^T X / N's eigenvalues and vectors, when made
     self._basis = None  # pixel_basis(), when made
 
   def _hold(self, x) -> None:
@@ -250,11 +247,6 @@ class Objective:
     return (tf.cast(tf.transpose(hv), DTYPE) / tf.constant(self.n, DTYPE)
             + self._l2 * v)
 
-  def _hessian_product(self, logits, v):
-    """The reduced Hessian of g at the point of `logits` times v (one
-    product; Newton-CG makes the curvature once for many)."""
-    return self._hessian_times(self._curvature_at(logits), v)
-
   def _curvature_pass(self, logits, v, db):
     """(J (X v + db))^T X [K, D] in float32, a row block at a time."""
     return tf.add_n([
@@ -266,14 +258,6 @@ class Objective:
     """X^T X in float32."""
     return tf.matmul(self.x32, self.x32, transpose_a=True)
 
-  def gram(self):
-    """The eigendecomposition of X^T X / N (made once: X does not change)."""
-    if self._gram is None:
-      g = self._x_gram() / self.n
-      values, vectors = tf.linalg.eigh(tf.cast(g, DTYPE))
-      self._gram = (tf.maximum(values, 0), vectors)
-    return self._gram
-
   def _sample_stride(self) -> int:
     return max(1, -(-self.n // PRECONDITIONER_SAMPLE))
 
@@ -282,10 +266,11 @@ class Objective:
     return self.x32[::self._sample_stride()]
 
   def pixel_basis(self):
-    """G's eigenvectors U and, for a sample of the rows, the squares of
-    their coordinates in it, (U^T x_i)^2 [S, D] (made once)."""
+    """The eigenvectors U of G = X^T X / N and, for a sample of the rows,
+    the squares of their coordinates in it, (U^T x_i)^2 [S, D] (made once:
+    X does not change)."""
     if self._basis is None:
-      _, u = self.gram()
+      _, u = tf.linalg.eigh(tf.cast(self._x_gram() / self.n, DTYPE))
       coordinates = tf.matmul(self._sample_rows(), tf.cast(u, tf.float32))
       self._basis = (u, tf.cast(tf.square(coordinates), DTYPE))
     return self._basis
