@@ -35,29 +35,38 @@ class UsageError(UserError):
   """Flags that do not parse or check, or stray arguments."""
 
 
+# Modules Keras imports with TensorFlow for features no command uses: its
+# scikit-learn wrappers (scikit-learn and SciPy's statistics, where
+# scikit-learn is installed, as in this project's development environment)
+# and its image-gallery plot (matplotlib's pyplot).
+HIDDEN_WHILE_LOADING = ("sklearn", "matplotlib.pyplot")
+
+
 def load_tensorflow() -> None:
   """Imports TensorFlow for a command, after its flags parsed (so --help
   and flag errors answer at once), without C++ INFO chatter and without
-  scikit-learn.
+  the modules of HIDDEN_WHILE_LOADING.
 
-  Importing TensorFlow imports Keras 3, whose scikit-learn wrappers import
-  scikit-learn and with it SciPy's statistics when scikit-learn is
-  installed (it is in this project's development environment, as the
-  solvers' oracle): 1.2 to 1.4 s of every command's start-up on this
-  project's 2-core machine, for wrappers no command uses. So scikit-learn
-  is hidden while TensorFlow loads, unless either is already imported;
-  afterwards it imports as usual, and only Keras's wrappers, in this
-  process, take it for missing.
+  Importing TensorFlow imports Keras 3, which imports scikit-learn (1.2 to
+  1.4 s of every command's start-up on this project's 2-core machine) and
+  matplotlib's pyplot (0.3 to 0.5 s; the commands that draw figures import
+  it when they draw) for features no command uses, each guarded by an
+  ImportError. So those are hidden while TensorFlow loads, unless already
+  imported; afterwards they import as usual, and only Keras's wrappers and
+  gallery, in this process, take them for missing.
   """
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
-  if "tensorflow" in sys.modules or "sklearn" in sys.modules:
+  if "tensorflow" in sys.modules:
     return
-  sys.modules["sklearn"] = None  # `import sklearn` raises ImportError
+  hidden = [name for name in HIDDEN_WHILE_LOADING if name not in sys.modules]
+  for name in hidden:
+    sys.modules[name] = None  # `import name` raises ImportError
   try:
     import tensorflow  # noqa: F401  pylint: disable=import-outside-toplevel
   finally:
-    if "sklearn" in sys.modules and sys.modules["sklearn"] is None:
-      del sys.modules["sklearn"]
+    for name in hidden:
+      if name in sys.modules and sys.modules[name] is None:
+        del sys.modules[name]
 
 
 def report(prog: str, error: CommandError) -> int:

@@ -36,7 +36,8 @@ def draw_all(analysis, kernel: np.ndarray, images: np.ndarray,
   }
 
 
-def _pyplot():
+def pyplot():
+  """matplotlib's pyplot, drawing into files (Agg), imported on first use."""
   import matplotlib
   matplotlib.use("Agg")  # files only, never a window
   import matplotlib.pyplot as plt
@@ -46,7 +47,7 @@ def _pyplot():
 def _png(fig) -> bytes:
   buffer = io.BytesIO()
   fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
-  _pyplot().close(fig)
+  pyplot().close(fig)
   return buffer.getvalue()
 
 
@@ -60,7 +61,7 @@ def _show(ax, image):
 def templates(kernel: np.ndarray, shape: Sequence[int],
               names: Sequence[str]) -> bytes:
   """One image per class (per logit: a binomial model has one)."""
-  plt = _pyplot()
+  plt = pyplot()
   outputs = kernel.shape[1]
   titles = list(names) if outputs > 1 else [f"{names[1]} (+) vs {names[0]} (-)"]
   scale = float(np.abs(kernel).max()) or 1.0
@@ -90,7 +91,7 @@ def templates(kernel: np.ndarray, shape: Sequence[int],
 
 
 def confusion(matrix: np.ndarray, names: Sequence[str]) -> bytes:
-  plt = _pyplot()
+  plt = pyplot()
   k = len(names)
   fig, ax = plt.subplots(figsize=(1.0 + 0.55 * k, 0.8 + 0.5 * k))
   ax.imshow(matrix, cmap="Blues")
@@ -108,7 +109,7 @@ def confusion(matrix: np.ndarray, names: Sequence[str]) -> bytes:
 
 
 def reliability(table: List[Dict], ece: float) -> bytes:
-  plt = _pyplot()
+  plt = pyplot()
   fig, ax = plt.subplots(figsize=(5, 5))
   width = table[0]["high"] - table[0]["low"]
   for b in table:
@@ -130,7 +131,7 @@ def reliability(table: List[Dict], ece: float) -> bytes:
 def mistakes(images: np.ndarray, labels: np.ndarray, probs: np.ndarray,
              names: Sequence[str], count: int = 16) -> bytes:
   """The `count` wrong predictions with the highest probability."""
-  plt = _pyplot()
+  plt = pyplot()
   predicted = probs.argmax(axis=1)
   wrong = np.flatnonzero(predicted != labels)
   order = wrong[np.argsort(-probs[wrong, predicted[wrong]], kind="stable")]
@@ -156,7 +157,7 @@ def sweep(l2s: Sequence[float], validation: Sequence[float],
           test: Sequence[float], chosen: float, by: str) -> bytes:
   """Validation and test accuracy against l2 (log scale), the chosen l2
   marked: the test curve is drawn after the choice, never used for it."""
-  plt = _pyplot()
+  plt = pyplot()
   fig, ax = plt.subplots(figsize=(7, 4.5))
   ax.plot(l2s, validation, "o-", color="tab:blue", label="validation")
   ax.plot(l2s, test, "s--", color="tab:orange", label="test (after the choice)")

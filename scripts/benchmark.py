@@ -127,8 +127,8 @@ TRAIN = [sys.executable, "-m", "logreg_tf.train"]
 TUTORIAL = [f"--flagfile={REPO}/configs/tutorial.cfg"]
 
 
-# TensorFlow as the commands import it: without scikit-learn, which Keras
-# would otherwise import with it in this (development) environment.
+# TensorFlow as the commands import it: without the scikit-learn (in this
+# development environment) and pyplot Keras would import with it.
 IMPORT = "python -c 'import tensorflow' (as the commands: cli.load_tensorflow)"
 
 

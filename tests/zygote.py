@@ -4,7 +4,7 @@ A command under test in its own process (its exit status, its one line, a
 signal, kill -9, a worker of a cluster) spends about 5 s of CPU importing
 TensorFlow before it does anything; the suite starts dozens. A zygote is one
 process per test process that has imported TensorFlow (as the commands load
-it, `cli.load_tensorflow`: without scikit-learn) and Keras, and nothing
+it, `cli.load_tensorflow`), Keras and matplotlib's pyplot, and nothing
 more: it has run no op, so it holds no TensorFlow state a fork could tear. It
 forks a child for each command, which sets up what exec would have given it
 (its own stdin/stdout/stderr, working directory, environment, argv, default
@@ -348,7 +348,9 @@ if __name__ == "__main__":
   # the environment a test gives its command (TFDS reads TFDS_DATA_DIR).
   import numpy  # noqa: F401  pylint: disable=unused-import
   from logreg_tf import cli
-  cli.load_tensorflow()  # as a command loads it: without scikit-learn
+  cli.load_tensorflow()  # as a command loads it (cli.HIDDEN_WHILE_LOADING)
   import keras  # noqa: F401  pylint: disable=unused-import
+  from logreg_tf import figures
+  figures.pyplot()  # as a run imports it to draw
   from absl import app, flags  # noqa: F401  pylint: disable=unused-import
   serve(sys.argv[1])
