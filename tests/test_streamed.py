@@ -4,6 +4,7 @@ by block from the decoded files, in bounded memory."""
 import dataclasses
 import json
 import os
+import sys
 import textwrap
 import time
 
@@ -121,18 +122,26 @@ def test_pixels_become_the_in_memory_floats_in_every_mode(mode):
                                 data.to_features(pixels).numpy())
 
 
-def test_rows_of_a_mapped_file_by_pread_and_by_window(tmp_path,
-                                                      monkeypatch):
+@pytest.mark.parametrize("kernel", ["populates", "refuses"])
+def test_rows_of_a_mapped_file_by_pread_and_by_window(tmp_path, monkeypatch,
+                                                      kernel):
+  # A window's pages are mapped in one madvise where the kernel can; one
+  # that refuses the advice (older than Linux 5.14) reads the same rows.
   rng = np.random.default_rng(3)
   path = tmp_path / "images"
   whole = rng.integers(0, 256, (3000, 10), dtype=np.uint8)
   whole.tofile(path)
   mapped = np.memmap(path, np.uint8, "r", shape=(3000, 10))
   monkeypatch.setattr(streamed, "WINDOW_BYTES", 4096)  # 409 rows a window
+  monkeypatch.setattr(streamed, "_can_populate", streamed._can_populate)
+  if kernel == "refuses":
+    monkeypatch.setattr(streamed, "_POPULATE_READ", 12345)  # EINVAL
   split = streamed.StreamedSplit(mapped)
   np.testing.assert_array_equal(split.rows(17, 2999), whole[17:2999])
   positions = rng.permutation(3000)[:700]
   np.testing.assert_array_equal(split.take(positions), whole[positions])
+  assert streamed._can_populate == (
+      kernel == "populates" and sys.platform.startswith("linux"))
   split.close()
 
 

@@ -16,6 +16,7 @@ import concurrent.futures
 import functools
 import mmap
 import os
+import sys
 from typing import Iterator, Optional, Tuple
 
 import numpy as np
@@ -34,6 +35,24 @@ BLOCK_BYTES = 4 << 20
 # Random rows are read through the mapping a window of this many bytes at
 # a time (StreamedSplit._gather).
 WINDOW_BYTES = 64 << 20
+# madvise(MADV_POPULATE_READ) (Linux 5.14; Python 3.11's mmap does not name
+# it): a window's page tables filled in one call. Touching the rows took a
+# fault each instead: 164 against 51 ms for 162,000 random rows of a 3M-row
+# file here, 636 against 245 ms for 810,000 (_can_populate: False once the
+# kernel refuses).
+_POPULATE_READ = getattr(mmap, "MADV_POPULATE_READ", 22)
+_can_populate = sys.platform.startswith("linux")
+
+
+def _populate(mapping: mmap.mmap, start: int, length: int) -> None:
+  """Maps mapping[start:start + length] into the page tables in one call,
+  where the kernel can (else the reads fault the pages in, as before)."""
+  global _can_populate  # pylint: disable=global-statement
+  if _can_populate:
+    try:
+      mapping.madvise(_POPULATE_READ, start, length)
+    except OSError:  # a kernel older than 5.14
+      _can_populate = False
 
 
 class StreamedSplit:
@@ -113,8 +132,9 @@ class StreamedSplit:
 
   def _gather(self, ascending: np.ndarray) -> np.ndarray:
     """The rows at ascending positions of the source, read through the
-    mapping one window (WINDOW_BYTES) at a time; after each window its pages
-    are unmapped from this process again. They stay in the page cache, for
+    mapping one window (WINDOW_BYTES) at a time, the window's pages mapped
+    in one call (_populate); after each window they are unmapped from this
+    process again. They stay in the page cache, for
     the next epoch, but do not count in the process's resident memory:
     reading one row maps a whole folio of the page cache (up to 2 MB here),
     so a few thousand random rows would map all of a large file at once."""
@@ -128,13 +148,14 @@ class StreamedSplit:
     start = 0
     for end in ends:
       if end > start:
-        out[start:end] = self.images[ascending[start:end]]
         first = self.images.offset + int(ascending[start]) * self.features
         last = self.images.offset + (int(ascending[end - 1]) + 1) * (
             self.features)
         first -= first % mmap.PAGESIZE
-        mapping.madvise(mmap.MADV_DONTNEED, first,
-                        min(last, len(mapping)) - first)
+        length = min(last, len(mapping)) - first
+        _populate(mapping, first, length)
+        out[start:end] = self.images[ascending[start:end]]
+        mapping.madvise(mmap.MADV_DONTNEED, first, length)
         start = end
     return out
 
