@@ -59,6 +59,7 @@ def build(config: RunConfig, info, num_train: int,
     kind = Steps
     if streamed:
       from logreg_tf.streamed_steps import StreamedSteps as kind
+      kwargs["epochs"] = config.epochs  # no read-ahead past the last
     return kind(model, head_for(outputs), optimizer, **kwargs)
   from logreg_tf.distributed.replicated import ReplicatedSteps as kind
   if streamed:

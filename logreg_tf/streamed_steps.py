@@ -16,7 +16,9 @@ training set read block by block instead of held as one float32 matrix.
 The file's uint8 pixels go to the device as they are; each compiled
 function makes them float32 where it uses them (data/streamed.to_float),
 so no float32 copy of a whole block is made ahead of the computation.
-The next block or group is read from the file while the device computes.
+The next block or group is read from the file while the device computes
+(a group into one of two buffers kept for the run; the next epoch's first
+group while this epoch's last one is trained on).
 """
 
 from typing import Optional
@@ -24,6 +26,7 @@ from typing import Optional
 import numpy as np
 import tensorflow as tf
 
+from logreg_tf.data import aligned
 from logreg_tf.data.streamed import (StreamedSplit, in_file_order,
                                      prefetched, to_device, to_float)
 from logreg_tf.steps import (EpochResult, EvalResult, GradientSums, Steps,
@@ -63,9 +66,20 @@ class StreamedSteps(Steps):
   labels, a tensor)."""
 
   def __init__(self, model, head, optimizer, *, l2: float, batch_size,
-               seed: int, block_rows: Optional[int] = None):
+               seed: int, block_rows: Optional[int] = None,
+               epochs: Optional[int] = None):
     super().__init__(model, head, optimizer, l2=l2, batch_size=batch_size,
                      seed=seed, block_rows=block_rows)
+    # Mini-batch: the run's last epoch (None: unknown), past which no
+    # group is read ahead; and the next epoch's order and first group, read
+    # while this epoch's last steps ran: (split, epoch, order, read group).
+    self.epochs = epochs
+    self._ahead = None
+    # The two buffers the groups are read into in turn (one trained on,
+    # one being read), kept for the run: a fresh 128 MB buffer for each
+    # group cost page faults, some reads 0.1 s of system time on this
+    # machine (memory the kernel had taken back).
+    self._buffers, self._reads = None, 0
     fn = lambda f: tf.function(f, autograph=False)  # noqa: E731
     # Each uint8 block is made float32 piece by piece where it is used,
     # compiled by XLA, which fuses the conversion with the products: half
@@ -114,27 +128,53 @@ class StreamedSteps(Steps):
     loss, ok = self._apply_sums(total, x.num_examples)
     return EpochResult(loss, tf.constant(1), ok)
 
+  def _epoch_order(self, n: int, epoch: int) -> np.ndarray:
+    """The in-memory path's shuffled order of the epoch: the same op and
+    seed."""
+    seed = tf.constant([self.seed, epoch], tf.int64)
+    return self._order(n, seed).numpy()
+
   def _minibatches(self, x: StreamedSplit, y, epoch) -> EpochResult:
     n, b = x.num_examples, self.batch_size
     full, rest = divmod(n, b)
-    seed = tf.stack([tf.constant(self.seed, tf.int64),
-                     tf.cast(epoch, tf.int64)])
-    order = self._order(n, seed).numpy()
+    epoch = int(epoch)
+    ahead, self._ahead = self._ahead, None
+    if ahead is not None and ahead[0] is x and ahead[1] == epoch:
+      order, first = ahead[2], ahead[3]
+    else:
+      order, first = self._epoch_order(n, epoch), None
     # The rows of a group of batches are read from the file at once, in
     # file order: each read maps (and then unmaps) the file's pages once,
     # whatever the number of rows. The compiled loop of SGD steps then
     # gathers each batch's rows from the group in the shuffled order and
     # makes them float32: the in-memory run's steps, bit for bit.
     per_group = max(1, GROUP_BYTES // (b * x.features)) * b
+    cut = lambda order: [order[s:min(s + per_group, full * b)]  # noqa: E731
+                         for s in range(0, full * b, per_group)]
+    groups = cut(order)
+    # The next epoch's first group is read while this epoch's last group
+    # is trained on, so that no epoch starts by waiting for the file (at
+    # MNIST's size, one group is the whole epoch).
+    following = None
+    if groups and (self.epochs is None or epoch < self.epochs):
+      following = self._epoch_order(n, epoch + 1)
     total, taken = tf.constant(0.0), tf.constant(0)
+    if self._buffers is None or self._buffers[0].shape != (
+        per_group, x.features):
+      self._buffers = [aligned((per_group, x.features)) for _ in range(2)]
     def read(group):  # in the reading thread
       positions, at = in_file_order(group)
-      return positions, at, x.take_in_order(positions)
+      # The buffer of the group before the last: its steps have finished.
+      out = self._buffers[self._reads % 2]
+      self._reads += 1
+      return positions, at, x.take_in_order(positions, out)
 
-    for positions, at, rows in prefetched(
-        [order[s:min(s + per_group, full * b)]
-         for s in range(0, full * b, per_group)], read,
-        lambda group, read_group: read_group):
+    for i, (positions, at, rows) in enumerate(prefetched(
+        groups + ([cut(following)[0]] if following is not None else []),
+        read, lambda group, read_group: read_group, first=first)):
+      if i == len(groups):
+        self._ahead = (x, epoch + 1, following, (positions, at, rows))
+        break
       # The in-memory path's XLA loop of steps (Steps._batches_loop), whose
       # _batch_rows here makes each batch's uint8 rows float32.
       part, steps = self._batches_loop(to_device(rows),

@@ -25,12 +25,13 @@ from helpers import error_lines, run_python, start_python, train
 
 
 def _weights_of(config, storage):
-  """(kernel, bias, final metrics) of an in-process run."""
+  """(kernel, bias, final metrics, steps, training rows) of an in-process
+  run."""
   built = {}
   build = loop.build
 
   def keep(*args, **kwargs):
-    built["steps"] = build(*args, **kwargs)
+    built["steps"], built["rows"] = build(*args, **kwargs), args[2]
     return built["steps"]
 
   loop.build = keep
@@ -39,7 +40,8 @@ def _weights_of(config, storage):
   finally:
     loop.build = build
   model = built["steps"].model
-  return model.kernel.numpy(), model.bias.numpy(), metrics, built["steps"]
+  return (model.kernel.numpy(), model.bias.numpy(), metrics, built["steps"],
+          built["rows"])
 
 
 @pytest.mark.real_data
@@ -55,6 +57,14 @@ def test_streamed_run_equals_the_in_memory_run(decoded, monkeypatch,
   config = RunConfig(num_epochs=2, learning_rate=0.1, batch_size=batch_size,
                      classes=classes, seed=3)
   memory = _weights_of(config, dataclasses.replace(decoded, input="memory"))
+  ahead, run_epoch = [], loop.run_epoch
+
+  def noting_ahead(steps, *args, **kwargs):  # the epoch read ahead, if any
+    out = run_epoch(steps, *args, **kwargs)
+    ahead.append(steps._ahead[1] if steps._ahead else None)
+    return out
+
+  monkeypatch.setattr(loop, "run_epoch", noting_ahead)
   stream = _weights_of(config, dataclasses.replace(decoded, input="stream"))
   assert type(stream[3]).__name__ == "StreamedSteps"
   assert type(memory[3]).__name__ == "Steps"
@@ -62,6 +72,11 @@ def test_streamed_run_equals_the_in_memory_run(decoded, monkeypatch,
   np.testing.assert_allclose(stream[1], memory[1], rtol=0, atol=1e-6)
   if batch_size:  # the same steps on the same rows: the same bits
     np.testing.assert_array_equal(stream[0], memory[0])
+    # Epoch 2's first group was read while epoch 1 trained, and used;
+    # nothing was read ahead past the last epoch.
+    assert ahead == [2, None]
+    groups = -(-(stream[4] // batch_size) // 7)
+    assert stream[3]._reads == 2 * groups  # two epochs' groups, no more
   for key in ("train_loss", "test_loss", "test_accuracy"):
     assert stream[2][key] == pytest.approx(memory[2][key], abs=1e-6), key
 
@@ -142,6 +157,15 @@ def test_rows_of_a_mapped_file_by_pread_and_by_window(tmp_path, monkeypatch,
   np.testing.assert_array_equal(split.take(positions), whole[positions])
   assert streamed._can_populate == (
       kernel == "populates" and sys.platform.startswith("linux"))
+  split.close()
+  # Windows whose rows are all asked for (the first 818 rows and the last
+  # 364, with random others between) are read by pread (its file opened).
+  split = streamed.StreamedSplit(mapped)
+  positions = rng.permutation(np.concatenate([
+      np.arange(818), rng.permutation(np.arange(818, 2636))[:500],
+      np.arange(2636, 3000)]))
+  np.testing.assert_array_equal(split.take(positions), whole[positions])
+  assert split._fd is not None
   split.close()
 
 
