@@ -61,6 +61,7 @@ def build(config: RunConfig, info, num_train: int,
       from logreg_tf.streamed_steps import StreamedSteps as kind
       kwargs["epochs"] = config.epochs  # no read-ahead past the last
     return kind(model, head_for(outputs), optimizer, **kwargs)
+  kwargs["epochs"] = config.epochs  # where the mini-batch pipeline ends
   from logreg_tf.distributed.replicated import ReplicatedSteps as kind
   if streamed:
     from logreg_tf.distributed.streamed import StreamedReplicatedSteps as kind

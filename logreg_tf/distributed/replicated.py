@@ -18,7 +18,7 @@ tf.distribute feeds each element to its replica's device.
 """
 
 import math
-from typing import List, Tuple
+from typing import List, Optional, Tuple
 
 from absl import logging
 import tensorflow as tf
@@ -50,8 +50,12 @@ class ReplicatedSteps:
   finished = False
 
   def __init__(self, strategy, model, head, optimizer, *, l2: float,
-               batch_size, seed: int, block_rows=None):
+               batch_size, seed: int, block_rows=None,
+               epochs: Optional[int] = None):
     self.strategy = strategy
+    # The run's last epoch, where the mini-batch pipeline ends (None: it
+    # does not end).
+    self.epochs = epochs
     self.model, self.head, self.optimizer = model, head, optimizer
     self.l2, self.batch_size, self.seed = float(l2), batch_size, int(seed)
     self.block_rows = block_rows
@@ -106,10 +110,12 @@ class ReplicatedSteps:
 
   def _batches(self, x, y, first_epoch: int):
     """This worker's rows of each global batch, epoch after epoch from
-    `first_epoch`: one element per step and local replica (tf.distribute
-    hands consecutive elements to consecutive local replicas). One pipeline
-    for the whole run: each epoch's order is shuffled inside it, so nothing
-    is traced again at each epoch."""
+    `first_epoch` to the run's last: one element per step and local replica
+    (tf.distribute hands consecutive elements to consecutive local
+    replicas). One pipeline for the whole run: each epoch's order is
+    shuffled inside it, so nothing is traced again at each epoch. It ends
+    with the run, so that once the run has taken its last batch no element
+    is being made when the iterator is deleted."""
     n = int(x.shape[0])
     seed = tf.constant(self.seed, tf.int64)
 
@@ -123,7 +129,8 @@ class ReplicatedSteps:
             tf.range(n), seed=tf.stack([seed, epoch]))
         return self._epoch_elements(x, y, order, local, first)
 
-      return tf.data.Dataset.range(first_epoch, 2 ** 62).flat_map(
+      last = 2 ** 62 if self.epochs is None else self.epochs
+      return tf.data.Dataset.range(first_epoch, last + 1).flat_map(
           epoch_elements).prefetch(tf.data.AUTOTUNE)
 
     return self.strategy.distribute_datasets_from_function(dataset_fn)
