@@ -159,9 +159,9 @@ class StreamedSteps(Steps):
     if groups and (self.epochs is None or epoch < self.epochs):
       following = self._epoch_order(n, epoch + 1)
     total, taken = tf.constant(0.0), tf.constant(0)
-    if self._buffers is None or self._buffers[0].shape != (
-        per_group, x.features):
-      self._buffers = [aligned((per_group, x.features)) for _ in range(2)]
+    largest = (min(per_group, full * b), x.features)  # a group's rows
+    if self._buffers is None or self._buffers[0].shape != largest:
+      self._buffers = [aligned(largest) for _ in range(2)]
     def read(group):  # in the reading thread
       positions, at = in_file_order(group)
       # The buffer of the group before the last: its steps have finished.
