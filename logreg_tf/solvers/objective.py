@@ -100,7 +100,7 @@ class Objective:
     self.n, self.features = int(x.shape[0]), int(x.shape[1])
     # Float64 row blocks of X, made one at a time while in the cache.
     self._rows = block_rows(self.features, bytes_per_value=8) or self.n
-    self._rows32 = block_rows(self.features)  # of the float32 products
+    self._rows32 = block_rows(self.features) or self.n  # float32 products
     self._blocks = -(-self.n // self._rows)
     self._hold(x)
     self.bias_iterations = bias_iterations
@@ -161,15 +161,20 @@ class Objective:
         newton_step, (tf.constant(0), b, loss(b), tf.constant(False)))
     return b
 
-  def _by_blocks(self, fn, initial):
-    """fn(state, start, X[start:start + rows] in float64) over X's row
-    blocks, one after the other (a loop, so that one float64 block exists
-    at a time); one block on a GPU."""
+  def _by_blocks(self, fn, initial, dtype=DTYPE):
+    """fn(state, start, X[start:start + rows] in `dtype`) over X's row
+    blocks (_rows of them in float64, _rows32 in float32), one after the
+    other: a loop in the graph, so that one float64 block exists at a time
+    and the graph's size does not grow with the number of blocks (unrolled,
+    MNIST's 12 float32 blocks made tracing take 0.2 to 0.5 s a function);
+    one block on a GPU."""
+    rows = self._rows if dtype == DTYPE else self._rows32
+
     def body(i, state):
-      start = i * self._rows
-      xb = tf.cast(self.x32[start:start + self._rows], DTYPE)
-      return i + 1, fn(state, start, xb)
-    return tf.while_loop(lambda i, _: i < self._blocks, body,
+      start = i * rows
+      return i + 1, fn(state, start,
+                       tf.cast(self.x32[start:start + rows], dtype))
+    return tf.while_loop(lambda i, _: i < -(-self.n // rows), body,
                          (tf.constant(0), initial))[1]
 
   def _logits(self, w):
@@ -226,9 +231,11 @@ class Objective:
   def _curvature_columns_times_x(self, logits):
     """_curvature_columns(logits)^T X [K^2, D], a row block at a time (so
     that the K^2 columns exist for one block only)."""
-    return self._sum_over_blocks32(
-        lambda xb, lb: tf.matmul(self._curvature_columns(lb), xb,
-                                 transpose_a=True), logits)
+    k = logits.shape[1]
+    return self._by_blocks(
+        lambda total, start, xb: total + tf.matmul(self._curvature_columns(
+            logits[start:start + tf.shape(xb)[0]]), xb, transpose_a=True),
+        tf.zeros([k * k, self.features], tf.float32), tf.float32)
 
   def _hessian_times(self, at: Curvature, v):
     """The reduced Hessian of g at the point `at` (curvature_at) times v
@@ -253,24 +260,11 @@ class Objective:
 
   def _curvature_pass(self, logits, v, db):
     """(J (X v + db))^T X [K, D] in float32, a row block at a time."""
-    return self._sum_over_blocks32(
-        lambda xb, lb: tf.matmul(self.head.curvature(
-            lb, tf.matmul(xb, v) + db), xb, transpose_a=True), logits)
-
-  def _sum_over_blocks32(self, fn, logits):
-    """The sum of fn(X's float32 row block, its rows of `logits`) over the
-    blocks of _rows32 rows: a loop in the graph, whose size does not grow
-    with the number of blocks (unrolled, MNIST's 12 blocks made the
-    functions' tracing 0.2 to 0.5 s each)."""
-    rows = self._rows32 or self.n
-    blocks = -(-self.n // rows)
-    def body(i, total):
-      start = i * rows
-      return i + 1, total + fn(self.x32[start:start + rows],
-                               logits[start:start + rows])
-    first = fn(self.x32[:rows], logits[:rows])
-    return tf.while_loop(lambda i, _: i < blocks, body,
-                         (tf.constant(1), first))[1]
+    return self._by_blocks(
+        lambda total, start, xb: total + tf.matmul(self.head.curvature(
+            logits[start:start + tf.shape(xb)[0]], tf.matmul(xb, v) + db),
+            xb, transpose_a=True),
+        tf.zeros([v.shape[1], self.features], tf.float32), tf.float32)
 
   def _x_gram(self):
     """X^T X in float32."""
