@@ -71,24 +71,23 @@ class StreamedObjective(Objective):
     return tf.concat([self._block_logits(xb, w)
                       for _, _, xb in self.stream.blocks()], 0)
 
-  def _transposed_product(self, delta):
-    total = tf.zeros([delta.shape[1], self.features], DTYPE)
+  def _summed(self, block_fn, by_row=None, *args):
+    """The sum over the file's blocks of block_fn(block, the block's rows
+    of `by_row`, *args); of block_fn(block) without `by_row`."""
+    total = 0
     for start, end, xb in self.stream.blocks():
-      total += self._block_product(xb, delta[start:end])
+      total += (block_fn(xb) if by_row is None
+                else block_fn(xb, by_row[start:end], *args))
     return total
+
+  def _transposed_product(self, delta):
+    return self._summed(self._block_product, delta)
 
   def _curvature_columns_times_x(self, logits):
-    k = logits.shape[1]
-    total = tf.zeros([k * k, self.features], tf.float32)
-    for start, end, xb in self.stream.blocks():
-      total += self._block_columns(xb, logits[start:end])
-    return total
+    return self._summed(self._block_columns, logits)
 
   def _curvature_pass(self, logits, v, db):
-    total = tf.zeros([v.shape[1], self.features], tf.float32)
-    for start, end, xb in self.stream.blocks():
-      total += self._block_curvature(xb, logits[start:end], v, db)
-    return total
+    return self._summed(self._block_curvature, logits, v, db)
 
   def _sample_rows(self):
     stride = self._sample_stride()
@@ -96,7 +95,4 @@ class StreamedObjective(Objective):
                       for start, _, xb in self.stream.blocks()], 0)
 
   def _x_gram(self):
-    total = tf.zeros([self.features, self.features], tf.float32)
-    for _, _, xb in self.stream.blocks():
-      total += self._block_gram(xb)
-    return total
+    return self._summed(self._block_gram)
