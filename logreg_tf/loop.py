@@ -55,13 +55,15 @@ def build(config: RunConfig, info, num_train: int,
   kwargs = dict(l2=config.l2, seed=config.seed,
                 batch_size=None if per_epoch == 1 else config.batch_size,
                 block_rows=blocks.block_rows(info.num_features))
+  if strategy is not None or streamed:
+    # The last epoch: where a replicated run's mini-batch pipeline ends,
+    # and past which a streamed one reads no group ahead.
+    kwargs["epochs"] = config.epochs
   if strategy is None:
     kind = Steps
     if streamed:
       from logreg_tf.streamed_steps import StreamedSteps as kind
-      kwargs["epochs"] = config.epochs  # no read-ahead past the last
     return kind(model, head_for(outputs), optimizer, **kwargs)
-  kwargs["epochs"] = config.epochs  # where the mini-batch pipeline ends
   from logreg_tf.distributed.replicated import ReplicatedSteps as kind
   if streamed:
     from logreg_tf.distributed.streamed import StreamedReplicatedSteps as kind

@@ -149,9 +149,8 @@ class StreamedSteps(Steps):
     # gathers each batch's rows from the group in the shuffled order and
     # makes them float32: the in-memory run's steps, bit for bit.
     per_group = max(1, GROUP_BYTES // (b * x.features)) * b
-    cut = lambda order: [order[s:min(s + per_group, full * b)]  # noqa: E731
-                         for s in range(0, full * b, per_group)]
-    groups = cut(order)
+    groups = [order[s:min(s + per_group, full * b)]
+              for s in range(0, full * b, per_group)]
     # The next epoch's first group is read while this epoch's last group
     # is trained on, so that no epoch starts by waiting for the file (at
     # MNIST's size, one group is the whole epoch).
@@ -159,7 +158,7 @@ class StreamedSteps(Steps):
     if groups and (self.epochs is None or epoch < self.epochs):
       following = self._epoch_order(n, epoch + 1)
     total, taken = tf.constant(0.0), tf.constant(0)
-    largest = (min(per_group, full * b), x.features)  # a group's rows
+    largest = (len(groups[0]) if groups else 0, x.features)  # rows, pixels
     if self._buffers is None or self._buffers[0].shape != largest:
       self._buffers = [aligned(largest) for _ in range(2)]
     def read(group):  # in the reading thread
@@ -170,7 +169,8 @@ class StreamedSteps(Steps):
       return positions, at, x.take_in_order(positions, out)
 
     for i, (positions, at, rows) in enumerate(prefetched(
-        groups + ([cut(following)[0]] if following is not None else []),
+        groups + ([following[:len(groups[0])]] if following is not None
+                  else []),
         read, lambda group, read_group: read_group, first=first)):
       if i == len(groups):
         self._ahead = (x, epoch + 1, following, (positions, at, rows))
