@@ -38,8 +38,9 @@ class UsageError(UserError):
 # Modules Keras imports with TensorFlow for features no command uses: its
 # scikit-learn wrappers (scikit-learn and SciPy's statistics, where
 # scikit-learn is installed, as in this project's development environment)
-# and its image-gallery plot (matplotlib's pyplot).
-HIDDEN_WHILE_LOADING = ("sklearn", "matplotlib.pyplot")
+# and its image-gallery plots (matplotlib: its pyplot for the gallery, and
+# the package itself, whose patches the bounding-box gallery takes).
+HIDDEN_WHILE_LOADING = ("sklearn", "matplotlib")
 
 
 def load_tensorflow() -> None:
@@ -49,9 +50,9 @@ def load_tensorflow() -> None:
 
   Importing TensorFlow imports Keras 3, which imports scikit-learn (1.2 to
   1.4 s of every command's start-up on this project's 2-core machine) and
-  matplotlib's pyplot (0.3 to 0.5 s; the commands that draw figures import
-  it when they draw) for features no command uses, each guarded by an
-  ImportError. So those are hidden while TensorFlow loads, unless already
+  matplotlib with its pyplot (0.3 to 0.5 s for pyplot, then 0.2 to 0.4 s
+  for the package itself; the commands that draw figures import them when
+  they draw) for features no command uses, each guarded by an ImportError. So those are hidden while TensorFlow loads, unless already
   imported; afterwards they import as usual, and only Keras's wrappers and
   gallery, in this process, take them for missing.
   """
