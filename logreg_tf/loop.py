@@ -234,6 +234,7 @@ class Run:
     except outputs_lib.ENDINGS as e:
       raise self.outputs.failed(e)
     finally:
+      self.steps.close()
       self.outputs.close()
     self.outputs.finish(metrics, self.optimization() if self.outputs.saves
                         else None)

@@ -145,12 +145,19 @@ class StepFunctions(Protocol):
 
   def eval_step(self, x, y) -> EvalResult: ...
 
+  def close(self) -> None:
+    """Lets go of what the run's epochs held beyond the model (an input
+    pipeline): called when the run ends, however it ends."""
+
 
 class Steps:
   """Compiled train/eval functions for one model, head and optimizer."""
 
   state: Dict[str, tf.Variable] = {}
   finished = False
+
+  def close(self) -> None:
+    """StepFunctions.close: nothing is held here."""
 
   def __init__(self, model, head, optimizer, *, l2: float, batch_size,
                seed: int, block_rows: Optional[int] = None):

@@ -3,7 +3,6 @@ the point) in a subprocess, and reading what runs wrote."""
 
 import contextlib
 import fcntl
-import gc
 import glob
 import importlib
 import io
@@ -58,14 +57,6 @@ def invoke(command, *args) -> Result:
   finally:
     logger.removeHandler(handler)
     absl_logging.set_verbosity(verbosity)
-  if any(str(a).startswith("--strategy=") for a in args):
-    # A tf.distribute run leaves its input pipeline's iterator to the
-    # collector. Collected seconds later, in whatever test runs then, its
-    # destructor waited 10 to 140 s, idle, for tf.data's autotuning thread
-    # to end its sleep (native stacks, 2026-12-03: ~RootDataset::Iterator
-    # joining Model::OptimizeLoop); collected now, it takes hundredths of
-    # a second.
-    gc.collect()
   return Result(code, out.getvalue(), err.getvalue())
 
 

@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 import time
+import weakref
 
 import numpy as np
 import pytest
@@ -22,9 +23,10 @@ from conftest import REPO
 from helpers import (assert_same_run, error_lines, final_state, made_once,
                      run_cli, run_launcher, shared_idx_dir, start_launcher,
                      train, wait_for, worker_pids)
+from logreg_tf import loop
 from logreg_tf.distributed import tf_config
 from logreg_tf.errors import UserError
-from logreg_tf.distributed.replicated import shard_bounds
+from logreg_tf.distributed.replicated import ReplicatedSteps, shard_bounds
 
 sys.path.insert(0, os.path.join(REPO, "scripts"))
 import launch_local  # noqa: E402
@@ -511,6 +513,35 @@ def test_the_launcher_gives_each_worker_its_own_port():
   assert config["task"] == {"type": "worker", "index": 1}
   assert subprocess.run([sys.executable, launch_local.__file__, "--help"],
                         capture_output=True, check=False).returncode == 0
+
+
+def test_a_run_lets_go_of_its_input_pipeline_when_it_ends(idx, tmp_path,
+                                                          monkeypatch):
+  # Left to Python's collector, a mirrored run's input iterator was freed
+  # in a later test, and its destructor waited there 10 to 140 s for
+  # tf.data's autotuning thread (ReplicatedSteps.close). It must be gone
+  # as the run ends, diverged or not, while the Run itself still exists.
+  made, alive = [], []
+  iterator_of, train_of = ReplicatedSteps._iterator, loop.Run.train
+
+  def recording(self, *args):
+    iterator = iterator_of(self, *args)
+    made.append(weakref.ref(iterator))
+    return iterator
+
+  def train_then_look(self):
+    try:
+      return train_of(self)
+    finally:
+      alive.append(any(ref() is not None for ref in made))
+  monkeypatch.setattr(ReplicatedSteps, "_iterator", recording)
+  monkeypatch.setattr(loop.Run, "train", train_then_look)
+  for rate, status in (("0.05", 0), ("1e38", 3)):
+    result = train(*_flags(idx, tmp_path / rate, "softmax-mini"),
+                   f"--learning_rate={rate}", "--strategy=mirrored",
+                   "--cpu_devices=2")
+    assert result.returncode == status, result.stderr[-2000:]
+  assert made and alive == [False, False]
 
 
 @pytest.mark.parametrize("case", ["softmax-full", "softmax-mini"])

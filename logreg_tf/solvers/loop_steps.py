@@ -38,6 +38,9 @@ class SolverSteps:
   def finished(self) -> bool:
     return self.solver.finished
 
+  def close(self) -> None:
+    """StepFunctions.close: nothing is held here."""
+
   def objective(self, x, y) -> Objective:
     """The objective on the training set (x, y), made once."""
     if self._objective is None or self._objective[0] is not x:
