@@ -52,9 +52,10 @@ def load_tensorflow() -> None:
   1.4 s of every command's start-up on this project's 2-core machine) and
   matplotlib with its pyplot (0.3 to 0.5 s for pyplot, then 0.2 to 0.4 s
   for the package itself; the commands that draw figures import them when
-  they draw) for features no command uses, each guarded by an ImportError. So those are hidden while TensorFlow loads, unless already
-  imported; afterwards they import as usual, and only Keras's wrappers and
-  gallery, in this process, take them for missing.
+  they draw) for features no command uses, each guarded by an ImportError.
+  So those are hidden while TensorFlow loads, unless already imported;
+  afterwards they import as usual, and only Keras's wrappers and gallery,
+  in this process, take them for missing.
   """
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
   if "tensorflow" in sys.modules:

@@ -147,7 +147,7 @@ class StepFunctions(Protocol):
 
   def close(self) -> None:
     """Lets go of what the run's epochs held beyond the model (an input
-    pipeline): called when the run ends, however it ends."""
+    pipeline, read buffers): called when the run ends, however it ends."""
 
 
 class Steps:
@@ -155,9 +155,6 @@ class Steps:
 
   state: Dict[str, tf.Variable] = {}
   finished = False
-
-  def close(self) -> None:
-    """StepFunctions.close: nothing is held here."""
 
   def __init__(self, model, head, optimizer, *, l2: float, batch_size,
                seed: int, block_rows: Optional[int] = None):
@@ -184,6 +181,9 @@ class Steps:
         autograph=False)
     self._batches_loop = tf.function(self._full_batches, jit_compile=True,
                                      autograph=False)
+
+  def close(self) -> None:
+    """StepFunctions.close: nothing is held here."""
 
   def objective(self, x, y):
     """Mean cross-entropy plus the L2 penalty, and the logits."""

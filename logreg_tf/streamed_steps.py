@@ -106,6 +106,11 @@ class StreamedSteps(Steps):
     self.train_epoch_and_eval = lambda x, y, epoch, x_test, y_test: (
         self._train_epoch(x, y, epoch), self._eval_blocks(x_test, y_test))
 
+  def close(self) -> None:
+    """StepFunctions.close: the two group buffers (up to 256 MB) and the
+    group read ahead are the run's, not the model's."""
+    self._buffers, self._ahead = None, None
+
   def _batch_rows(self, x, batch):
     return to_float(tf.gather(x, batch))
 
