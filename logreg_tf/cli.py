@@ -39,8 +39,10 @@ class UsageError(UserError):
 # scikit-learn wrappers (scikit-learn and SciPy's statistics, where
 # scikit-learn is installed, as in this project's development environment)
 # and its image-gallery plots (matplotlib: its pyplot for the gallery, and
-# the package itself, whose patches the bounding-box gallery takes).
-HIDDEN_WHILE_LOADING = ("sklearn", "matplotlib")
+# the package itself, whose patches the bounding-box gallery takes). SciPy
+# itself too: TensorFlow's legacy Keras 2 training loop (compat.v1) imports
+# scipy.sparse, 0.1 s, to accept sparse arrays it will never see here.
+HIDDEN_WHILE_LOADING = ("sklearn", "matplotlib", "scipy")
 
 
 def load_tensorflow() -> None:
@@ -52,7 +54,8 @@ def load_tensorflow() -> None:
   1.4 s of every command's start-up on this project's 2-core machine) and
   matplotlib with its pyplot (0.3 to 0.5 s for pyplot, then 0.2 to 0.4 s
   for the package itself; the commands that draw figures import them when
-  they draw) for features no command uses, each guarded by an ImportError.
+  they draw), and SciPy's sparse matrices (0.1 s), for features no command
+  uses, each guarded by an ImportError.
   So those are hidden while TensorFlow loads, unless already imported;
   afterwards they import as usual, and only Keras's wrappers and gallery,
   in this process, take them for missing.

@@ -184,17 +184,19 @@ def test_usage_errors_are_one_line(args, quoted):
 @pytest.mark.process
 def test_commands_load_tensorflow_without_what_keras_would_import():
   # A fresh interpreter (the import state is the point): Keras would import
-  # scikit-learn and matplotlib (its pyplot, its patches) with TensorFlow;
-  # the commands' loader hides them meanwhile, and they import as usual
-  # afterwards.
+  # scikit-learn and matplotlib (its pyplot, its patches) with TensorFlow,
+  # and TensorFlow's legacy Keras SciPy; the commands' loader hides them
+  # meanwhile, and they import as usual afterwards.
   code = ("import sys\n"
           "from logreg_tf import cli\n"
           "cli.load_tensorflow()\n"
           "assert 'tensorflow' in sys.modules\n"
-          "for name in ('sklearn', 'matplotlib') + cli.HIDDEN_WHILE_LOADING:\n"
+          "for name in ('sklearn', 'matplotlib', 'scipy')"
+          " + cli.HIDDEN_WHILE_LOADING:\n"
           "  assert name not in sys.modules, name + ' was imported'\n"
           "import sklearn.linear_model\n"
           "import matplotlib.pyplot\n"
+          "import scipy.sparse\n"
           "print('ok')\n")
   result = subprocess.run([sys.executable, "-c", code], cwd=REPO,
                           capture_output=True, text=True, check=False,
