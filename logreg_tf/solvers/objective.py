@@ -104,7 +104,7 @@ class Objective:
     self._blocks = -(-self.n // self._rows)
     self._hold(x)
     self.bias_iterations = bias_iterations
-    self.point = tf.function(self._point, autograph=False)
+    self._traced_point = tf.function(self._point, autograph=False)
     self.curvature_at = tf.function(self._curvature_at, autograph=False)
     self.hessian_times = tf.function(self._hessian_times, autograph=False)
     self._basis = None  # pixel_basis(), when made
@@ -191,8 +191,14 @@ class Objective:
             delta[start:start + tf.shape(xb)[0]], xb, transpose_a=True),
         tf.zeros([delta.shape[1], self.features], DTYPE))
 
+  def point(self, w, b) -> Point:
+    """g(W) and its gradient; `b` is where the bias search starts. Either
+    may be a variable (a solver's state) or a tensor (a trial step): both
+    are read as tensors, so that the function is traced once, not once for
+    each (its first trace and call take 0.4 to 0.7 s on MNIST)."""
+    return self._traced_point(tf.convert_to_tensor(w), tf.convert_to_tensor(b))
+
   def _point(self, w, b) -> Point:
-    """g(W) and its gradient; `b` is where the bias search starts."""
     z = self._logits(w)
     if self.use_bias:
       b = self.refit_bias(z, b)

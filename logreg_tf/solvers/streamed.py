@@ -28,7 +28,7 @@ class StreamedObjective(Objective):
                bias_iterations: int = 50):
     super().__init__(head, x, y, l2, use_bias, bias_iterations)
     # Python loops over the file's blocks, each block's work compiled.
-    self.point = self._point
+    self._traced_point = self._point
     self.curvature_at = self._curvature_at
     self.hessian_times = self._hessian_times
     fn = lambda f: tf.function(f, autograph=False)  # noqa: E731
