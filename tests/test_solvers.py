@@ -6,6 +6,7 @@ import json
 import os
 import re
 import signal
+import threading
 
 import numpy as np
 import pytest
@@ -146,6 +147,24 @@ def test_a_solve_and_its_certificate_trace_the_point_function_once(
   objective.certificate(solver.w, solver.b)
   assert int(solver.iterations) == 3
   assert objective._traced_point.experimental_get_tracing_count() == 1
+
+
+def test_newton_cg_makes_its_pixel_basis_beside_its_first_point():
+  # X^T X and its eigenvectors (TensorFlow's kernels) are made on a thread
+  # while the first point's function is traced (Python), once.
+  x, y, _ = _problem(3, n=80)
+  objective = Objective(head_for(3), x, tf.constant(y), 0.05, True)
+  threads = []
+  make = objective.pixel_basis
+
+  def recorded():
+    if objective._basis is None:
+      threads.append(threading.current_thread().name)
+    return make()
+  objective.pixel_basis = recorded
+  solver = NewtonCG(tf.zeros([x.shape[1], 3]), True, 0.05, tol=1e-12)
+  solver.solve(objective, max_iter=2)
+  assert len(threads) == 1 and threads[0].startswith("pixel-basis"), threads
 
 
 @pytest.fixture(scope="module")

@@ -13,6 +13,7 @@ H p + grad is the quadratic model's gradient at the new point, so solving
 further would buy accuracy that the run does not ask for.
 """
 
+import concurrent.futures
 import math
 
 import tensorflow as tf
@@ -56,6 +57,23 @@ class NewtonCG(Solver):
     # or with l2 = 0 its largest component (at most its norm) <= tol.
     enough = math.sqrt(2 * self.l2 * self.tol) if self.l2 > 0 else self.tol
     self.enough = enough / 2
+
+  def current(self, objective):
+    """The point at W; the first one is computed while the preconditioner's
+    pixel basis (X^T X and its eigenvectors, made once per objective) is
+    made on a thread: the point's first call is mostly tracing, Python on
+    one core, the basis TensorFlow's kernels on both (on MNIST the two took
+    0.80 s together against 1.07 s one after the other, 5 alternated pairs).
+    For an objective held in memory; a streamed one reads its file for
+    both, one after the other."""
+    if self._point is not None or not objective.traceable:
+      return super().current(objective)
+    with concurrent.futures.ThreadPoolExecutor(
+        1, thread_name_prefix="pixel-basis") as pool:
+      basis = pool.submit(objective.pixel_basis)
+      point = super().current(objective)
+      basis.result()
+    return point
 
   def newton_direction(self, objective, point):
     """An approximate solution of H p = -grad (Algorithm 7.1's inner loop)."""
