@@ -116,6 +116,12 @@ class SoftmaxHead(_Head):
     p = tf.nn.softmax(logits)
     return p * (1 - p)
 
+  def curvature_matrices(self, logits):
+    """Each example's Hessian of the loss by its logits [N, C, C]:
+    diag(p) - p p^T."""
+    p = tf.nn.softmax(logits)
+    return tf.linalg.diag(p) - p[:, :, None] * p[:, None, :]
+
   def mean_curvature(self, logits):
     """The mean of the examples' Hessians by their logits,
     diag(mean p) - P^T P / N [C, C]."""
@@ -156,6 +162,10 @@ class SigmoidHead(_Head):
   def curvature_diagonal(self, logits):
     p = tf.sigmoid(logits)
     return p * (1 - p)
+
+  def curvature_matrices(self, logits):
+    """Each example's second derivative by its logit [N, 1, 1]."""
+    return self.curvature_diagonal(logits)[:, :, None]
 
   def mean_curvature(self, logits):
     """The mean second derivative by the logit [1, 1]."""
