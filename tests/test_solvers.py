@@ -135,17 +135,20 @@ def test_the_certificate_bounds_the_true_gap(outputs):
 
 
 @pytest.mark.parametrize("solver_class", [NewtonCG, LBFGS])
+@pytest.mark.parametrize("use_bias", [True, False])
 def test_a_solve_and_its_certificate_trace_the_point_function_once(
-    solver_class):
+    solver_class, use_bias):
   # The solver's state is variables, its trial steps and the certificate's
-  # points tensors; one trace serves all (each trace of it took 0.3 s and
-  # its first call 0.3 s more on MNIST).
+  # points tensors (or no bias at all); one trace serves all (each trace of
+  # it took 0.3 s and its first call 0.3 s more on MNIST).
   x, y, _ = _problem(3, n=80)
-  objective = Objective(head_for(3), x, tf.constant(y), 0.05, True)
-  solver = solver_class(tf.zeros([x.shape[1], 3]), True, 0.05, tol=1e-12)
+  objective = Objective(head_for(3), x, tf.constant(y), 0.05, use_bias)
+  solver = solver_class(tf.zeros([x.shape[1], 3]), use_bias, 0.05,
+                        tol=1e-12)
   solver.solve(objective, max_iter=3)
-  objective.certificate(solver.w, solver.b)
+  cert = objective.certificate(solver.w, solver.b)
   assert int(solver.iterations) == 3
+  assert cert.objective == pytest.approx(float(solver.value), rel=1e-12)
   assert objective._traced_point.experimental_get_tracing_count() == 1
 
 

@@ -192,11 +192,13 @@ class Objective:
         tf.zeros([delta.shape[1], self.features], DTYPE))
 
   def point(self, w, b) -> Point:
-    """g(W) and its gradient; `b` is where the bias search starts. Either
-    may be a variable (a solver's state) or a tensor (a trial step): both
-    are read as tensors, so that the function is traced once, not once for
-    each (its first trace and call take 0.4 to 0.7 s on MNIST)."""
-    return self._traced_point(tf.convert_to_tensor(w), tf.convert_to_tensor(b))
+    """g(W) and its gradient; `b` is where the bias search starts (None or
+    empty without a bias). Either may be a variable (a solver's state) or a
+    tensor (a trial step): both are read as tensors, so that the function is
+    traced once, not once for each (its first trace and call take 0.4 to
+    0.7 s on MNIST)."""
+    b = tf.zeros([0], DTYPE) if b is None else tf.convert_to_tensor(b)
+    return self._traced_point(tf.convert_to_tensor(w), b)
 
   def _point(self, w, b) -> Point:
     z = self._logits(w)
