@@ -2,6 +2,7 @@
 
 import contextlib
 import os
+import struct
 from typing import Dict, Iterable, Optional
 
 from absl import logging
@@ -28,6 +29,16 @@ OPTIONAL_TAGS = {
 # The scalars TensorBoard's HParams table shows for each run (their last
 # values: the run's final test metrics).
 HPARAM_METRICS = ("test/accuracy", "test/loss")
+
+
+def png_summary(png: bytes) -> tf.Tensor:
+  """TensorBoard's image summary of a PNG as it is: [width, height, PNG]
+  (what tf.summary.image writes after decoding and encoding the image again:
+  0.1 to 0.2 s for the four figures of a run, for the same picture)."""
+  if not png.startswith(b"\x89PNG\r\n\x1a\n") or png[12:16] != b"IHDR":
+    raise ValueError("not a PNG")
+  width, height = struct.unpack(">II", png[16:24])
+  return tf.constant([str(width).encode(), str(height).encode(), png])
 
 
 def format_line(epoch: int, num_epochs: int, metrics: Dict[str, float]) -> str:
@@ -149,10 +160,12 @@ class Reporter:
     """The pictures as TensorBoard images (figures/NAME) and their scalars."""
     if self._writer is None:
       return
+    from tensorboard.plugins.image import metadata as image_metadata
     with self._storage_errors(), self._writer.as_default(step=step):
       for name, png in pngs.items():
-        tf.summary.image(f"figures/{name}",
-                         tf.image.decode_png(png, channels=4)[None])
+        tf.summary.write(f"figures/{name}", png_summary(png),
+                         metadata=image_metadata.create_summary_metadata(
+                             display_name=None, description=""))
       for tag, value in scalars.items():
         tf.summary.scalar(tag, value)
       self._writer.flush()
