@@ -159,11 +159,16 @@ def start_cli(*args):
   return start_python(["-m", "logreg_tf.train", *args])
 
 
-def wait_for(ready, proc, what, timeout=120):
-  """Polls ready() while proc runs; fails the test if it never comes."""
+def wait_for(ready, proc, what, timeout=120, log=None):
+  """Polls ready() while proc runs; fails the test if it never comes, with
+  the end of the program's stderr (or of `log`, where its output goes)."""
   deadline = time.monotonic() + timeout
   while not ready():
-    assert proc.poll() is None, f"ended before {what}: {proc.stderr.read()}"
+    if proc.poll() is not None:
+      said = (proc.stderr.read() if proc.stderr is not None
+              else pathlib.Path(log).read_text() if log else "")
+      raise AssertionError(f"ended before {what} (status {proc.returncode})"
+                           f": {said[-3000:]}")
     assert time.monotonic() < deadline, f"no {what} within {timeout} s"
     time.sleep(0.01)
 

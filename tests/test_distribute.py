@@ -238,10 +238,11 @@ def _stop(proc, log, how):
   elif how.startswith("a step of worker"):
     # The hook (_hang) holds worker 1's step after its checkpoint; its
     # process answers, so only the collective's bound finds it.
-    wait_for(lambda: "never returns" in log.read_text(), proc, "the hang")
+    wait_for(lambda: "never returns" in log.read_text(), proc, "the hang",
+             log=log)
     hung = time.monotonic()
     wait_for(lambda: _error_line(log, 0), proc, "worker 0's line",
-             timeout=3 * FROZEN_TIMEOUT + 30)
+             timeout=3 * FROZEN_TIMEOUT + 30, log=log)
     elapsed = time.monotonic() - hung
     try:
       proc.wait(timeout=6 * FROZEN_TIMEOUT)  # worker 1 ends itself
@@ -269,7 +270,8 @@ def _stop(proc, log, how):
     stopped = time.monotonic()
     try:
       wait_for(lambda: _error_line(log, survivor), proc,
-               "the survivor's line", timeout=3 * FROZEN_TIMEOUT + 30)
+               "the survivor's line", timeout=3 * FROZEN_TIMEOUT + 30,
+               log=log)
       elapsed = time.monotonic() - stopped
     finally:
       os.kill(pid, signal.SIGKILL)  # the test cleans up
@@ -300,22 +302,31 @@ def _kill(pid):
 
 def _hang(tmp_path, after_epoch):
   """Environment whose hook holds worker 1's step after `after_epoch`
-  without end (its threads still answer)."""
+  without end (its threads still answer). The hook goes in once the command
+  has loaded TensorFlow its own way, so that worker 1 starts as fast as
+  worker 0 (importing logreg_tf.loop at start-up imported TensorFlow before
+  the flags, the plain way: about a second slower, enough to miss a 4 s
+  cluster formation on a loaded machine)."""
   hook = tmp_path / "hang"
   hook.mkdir(exist_ok=True)
   (hook / "sitecustomize.py").write_text(
       "import json, os, threading\n"
       "if json.loads(os.environ.get('TF_CONFIG', '{}')).get('task', {})"
       ".get('index') == 1:\n"
-      "  from logreg_tf import loop\n"
-      "  run_epoch = loop.run_epoch\n"
-      "  def held(steps, tensors, epoch, display):\n"
-      f"    if epoch > {after_epoch}:\n"
-      "      print(f'hook: the step of epoch {epoch} never returns',"
+      "  from logreg_tf import cli\n"
+      "  load_tensorflow = cli.load_tensorflow\n"
+      "  def load_then_hook():\n"
+      "    load_tensorflow()\n"
+      "    from logreg_tf import loop\n"
+      "    run_epoch = loop.run_epoch\n"
+      "    def held(steps, tensors, epoch, display):\n"
+      f"      if epoch > {after_epoch}:\n"
+      "        print(f'hook: the step of epoch {epoch} never returns',"
       " flush=True)\n"
-      "      threading.Event().wait()\n"
-      "    return run_epoch(steps, tensors, epoch, display)\n"
-      "  loop.run_epoch = held\n")
+      "        threading.Event().wait()\n"
+      "      return run_epoch(steps, tensors, epoch, display)\n"
+      "    loop.run_epoch = held\n"
+      "  cli.load_tensorflow = load_then_hook\n")
   return {"PYTHONPATH": str(hook)}
 
 
@@ -333,7 +344,7 @@ def test_stopped_killed_and_frozen_workers_resume_bitwise(idx, uninterrupted,
     at = 40 * (i + 1)
     proc = start_launcher(log, *flags, env=_hang(tmp_path, at)
                           if how.startswith("a step") else None)
-    wait_for(lambda: _saved(log, at), proc, f"ckpt-{at}")
+    wait_for(lambda: _saved(log, at), proc, f"ckpt-{at}", log=log)
     _stop(proc, log, how)
     assert not _saved(log, epochs), f"{how}: stopped too late"
     assert i == 0 or "resuming from" in log.read_text()
@@ -350,7 +361,7 @@ def test_stopped_workers_resume_bitwise_in_minibatch(idx, uninterrupted,
   epochs, extra = STOP_MODES["mini"]
   flags = [*_long_flags(idx, model_dir, epochs), *extra]
   proc = start_launcher(log, *flags)
-  wait_for(lambda: _saved(log, 40), proc, "ckpt-40")
+  wait_for(lambda: _saved(log, 40), proc, "ckpt-40", log=log)
   _stop(proc, log, "SIGTERM to the launcher")
   assert not _saved(log, epochs), "stopped too late to test anything"
   again = run_launcher(*flags)
@@ -367,7 +378,7 @@ def test_a_lost_worker_stops_the_other_within_a_minute(idx, tmp_path, lost):
   # usually found at once (its connections reset).
   proc = start_launcher(log, *_long_flags(idx, model_dir, epochs=10 ** 6),
                         "--worker_timeout=10")
-  wait_for(lambda: _saved(log, 40), proc, "ckpt-40")
+  wait_for(lambda: _saved(log, 40), proc, "ckpt-40", log=log)
   killed = time.monotonic()
   os.kill(worker_pids(log)[lost], signal.SIGKILL)
   proc.wait(timeout=90)
