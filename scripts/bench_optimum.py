@@ -73,13 +73,13 @@ def optimum(train_data, quick=False):
     runs = {"lbfgs": [], "newton_cg": []}
     for _ in range(1 if quick else COMMAND_REPEATS):
       for solver, times in runs.items():
-        seconds, record = _command(
+        seconds, out[solver] = _command(
             [f"--solver={solver}", f"--l2={l2}", "--tol=1e-9",
              f"--train_split={split}", "--display_step=100000"],
             os.path.join(scratch, solver))
         times.append(seconds)
-        out[solver] = {"seconds": float(np.median(times)),
-                       "runs": list(times), **record}
+    for solver, times in runs.items():
+      out[solver].update(seconds=float(np.median(times)), runs=times)
     seconds, iterations, coef, bias = _sklearn(x.astype(np.float64), y, l2,
                                                1e-8)
     objective = Objective(head_for(coef.shape[1]), x, tf.constant(y), l2, True)
@@ -137,7 +137,7 @@ def table(r) -> str:
       "--- | --- |"]
   for name in ("lbfgs", "newton_cg"):
     row = r[name]
-    runs = row.get("runs", [row["seconds"]])
+    runs = row["runs"]
     spread = (f" [{min(runs):.1f}, {max(runs):.1f}]" if len(runs) > 1
               else "")
     lines.append(

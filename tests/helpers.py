@@ -159,12 +159,13 @@ def start_cli(*args):
   return start_python(["-m", "logreg_tf.train", *args])
 
 
-def wait_for(ready, proc, what, timeout=120, log=None):
+def wait_for(ready, proc, what, timeout=120):
   """Polls ready() while proc runs; fails the test if it never comes, with
-  the end of the program's stderr (or of `log`, where its output goes)."""
+  the end of the program's stderr (or of its log: start_launcher's)."""
   deadline = time.monotonic() + timeout
   while not ready():
     if proc.poll() is not None:
+      log = getattr(proc, "log_path", None)
       said = (proc.stderr.read() if proc.stderr is not None
               else pathlib.Path(log).read_text() if log else "")
       raise AssertionError(f"ended before {what} (status {proc.returncode})"
@@ -323,11 +324,14 @@ def run_launcher(*args, workers=2, timeout=240, env=None):
 
 
 def start_launcher(log_path, *args, workers=2, env=None):
-  """The launcher without waiting; its output goes to `log_path`."""
+  """The launcher without waiting; its output goes to `log_path` (kept as
+  the process's `log_path`, for wait_for)."""
   env = _env(**(env or {}))
   with open(log_path, "w") as log:
-    return start_python(_launcher_argv(workers, args, env), env,
+    proc = start_python(_launcher_argv(workers, args, env), env,
                         stdout=log, stderr=subprocess.STDOUT)
+  proc.log_path = log_path
+  return proc
 
 
 def worker_pids(log_path):

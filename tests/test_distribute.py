@@ -238,11 +238,10 @@ def _stop(proc, log, how):
   elif how.startswith("a step of worker"):
     # The hook (_hang) holds worker 1's step after its checkpoint; its
     # process answers, so only the collective's bound finds it.
-    wait_for(lambda: "never returns" in log.read_text(), proc, "the hang",
-             log=log)
+    wait_for(lambda: "never returns" in log.read_text(), proc, "the hang")
     hung = time.monotonic()
     wait_for(lambda: _error_line(log, 0), proc, "worker 0's line",
-             timeout=3 * FROZEN_TIMEOUT + 30, log=log)
+             timeout=3 * FROZEN_TIMEOUT + 30)
     elapsed = time.monotonic() - hung
     try:
       proc.wait(timeout=6 * FROZEN_TIMEOUT)  # worker 1 ends itself
@@ -270,8 +269,7 @@ def _stop(proc, log, how):
     stopped = time.monotonic()
     try:
       wait_for(lambda: _error_line(log, survivor), proc,
-               "the survivor's line", timeout=3 * FROZEN_TIMEOUT + 30,
-               log=log)
+               "the survivor's line", timeout=3 * FROZEN_TIMEOUT + 30)
       elapsed = time.monotonic() - stopped
     finally:
       os.kill(pid, signal.SIGKILL)  # the test cleans up
@@ -344,7 +342,7 @@ def test_stopped_killed_and_frozen_workers_resume_bitwise(idx, uninterrupted,
     at = 40 * (i + 1)
     proc = start_launcher(log, *flags, env=_hang(tmp_path, at)
                           if how.startswith("a step") else None)
-    wait_for(lambda: _saved(log, at), proc, f"ckpt-{at}", log=log)
+    wait_for(lambda: _saved(log, at), proc, f"ckpt-{at}")
     _stop(proc, log, how)
     assert not _saved(log, epochs), f"{how}: stopped too late"
     assert i == 0 or "resuming from" in log.read_text()
@@ -361,7 +359,7 @@ def test_stopped_workers_resume_bitwise_in_minibatch(idx, uninterrupted,
   epochs, extra = STOP_MODES["mini"]
   flags = [*_long_flags(idx, model_dir, epochs), *extra]
   proc = start_launcher(log, *flags)
-  wait_for(lambda: _saved(log, 40), proc, "ckpt-40", log=log)
+  wait_for(lambda: _saved(log, 40), proc, "ckpt-40")
   _stop(proc, log, "SIGTERM to the launcher")
   assert not _saved(log, epochs), "stopped too late to test anything"
   again = run_launcher(*flags)
@@ -378,7 +376,7 @@ def test_a_lost_worker_stops_the_other_within_a_minute(idx, tmp_path, lost):
   # usually found at once (its connections reset).
   proc = start_launcher(log, *_long_flags(idx, model_dir, epochs=10 ** 6),
                         "--worker_timeout=10")
-  wait_for(lambda: _saved(log, 40), proc, "ckpt-40", log=log)
+  wait_for(lambda: _saved(log, 40), proc, "ckpt-40")
   killed = time.monotonic()
   os.kill(worker_pids(log)[lost], signal.SIGKILL)
   proc.wait(timeout=90)

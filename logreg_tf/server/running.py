@@ -30,8 +30,9 @@ class Server:
     await self.runner.setup()
     site = web.TCPSite(self.runner, s.host, s.port, reuse_address=True)
     await site.start()
-    # TensorFlow and the model are millions of long-lived objects: moved out
-    # of the collector's reach, the collections that parsing a batch's JSON
+    # The model and the server are long-lived objects beside TensorFlow's
+    # (frozen since it loaded, cli.load_tensorflow): moved out of the
+    # collector's reach too, the collections that parsing a batch's JSON
     # triggers take microseconds instead of about 0.2 s each.
     gc.freeze()
     self.port = site._server.sockets[0].getsockname()[1]  # pylint: disable=protected-access
